@@ -1,0 +1,35 @@
+# harmony-bench: the two commands a new user needs are `make demo` and `make test`.
+# Both install first (idempotent: ~1 s once installed; the first install builds
+# mmcv with compiled ops, ~10-15 min on 2 cores, once per machine).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: install demo test test-fast lint format bench clean
+
+install:
+	bash scripts/install.sh
+
+demo: install
+	$(VENV)/bin/harmony-bench demo
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Without the OpenMMLab tests (for quick iterations).
+test-fast: install
+	$(PY) -m pytest -m "not mm and not slow" $(PYTEST_ARGS)
+
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+bench: install
+	@for script in benchmarks/speed/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,99 @@
+"""Backbone cards: one YAML file per released checkpoint, loaded into a registry.
+
+A card says everything needed to rebuild a backbone exactly: the timm
+architecture and its overrides, where the checkpoint comes from and which
+converter maps its keys onto timm, which weights inside it (teacher, student,
+EMA), the preprocessing the checkpoint was trained with, the text tower for
+zero-shot, license and paper.  Nothing is guessed from checkpoint key names:
+the card names the converter.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harmony_bench.paths import backbone_card_dirs
+from harmony_bench.registry import Registry
+from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
+
+REQUIRED_KEYS = {"name", "family", "description", "architecture", "checkpoint", "preprocessing", "license"}
+OPTIONAL_KEYS = {"text_tower", "paper", "published", "notes", "tags"}
+CHECKPOINT_KEYS = {"source", "format", "converter", "weights", "sha256"}
+
+
+@dataclass(frozen=True)
+class BackboneCard:
+    """One released checkpoint (or a random-init test backbone), as declared in ``backbones/*.yaml``."""
+
+    name: str
+    family: str
+    description: str
+    architecture: dict[str, Any]
+    checkpoint: dict[str, Any]
+    preprocessing: dict[str, Any]
+    license: str
+    text_tower: dict[str, Any] | None = None
+    paper: str | None = None
+    published: dict[str, Any] = field(default_factory=dict)
+    notes: str | None = None
+    tags: list[str] = field(default_factory=list)
+    path: str | None = None
+
+    @property
+    def random_init(self) -> bool:
+        """True for cards without pretrained weights (tiny test backbones)."""
+        return self.checkpoint.get("source") is None
+
+    @property
+    def timm_model(self) -> str:
+        """The timm model name the card builds on."""
+        return str(self.architecture["timm_model"])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data, as stored in result records."""
+        return asdict(self)
+
+
+def card_from_file(path: Path) -> BackboneCard:
+    """Parse and check one card file."""
+    data = load_mapping(path)
+    check_keys(path, data, REQUIRED_KEYS, OPTIONAL_KEYS)
+    if data["name"] != path.stem:
+        raise DataFileError(f"{path}: card name {data['name']!r} must equal the file name {path.stem!r}")
+    if "timm_model" not in data["architecture"]:
+        raise DataFileError(f"{path}: architecture.timm_model is required")
+    check_keys(path, data["checkpoint"], CHECKPOINT_KEYS, set())
+    return BackboneCard(**data, path=str(path))
+
+
+def load_cards(dirs: list[Path]) -> Registry[BackboneCard]:
+    """Read every ``*.yaml`` card in ``dirs``; a name defined twice is an error naming both files."""
+    registry: Registry[BackboneCard] = Registry("backbone")
+    for directory in dirs:
+        for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+            card = card_from_file(path)
+            if card.name in registry:
+                first = registry.get(card.name).path
+                raise DataFileError(f"backbone {card.name!r} is defined twice: {first} and {path}")
+            registry.register(card.name, card)
+    return registry
+
+
+@functools.cache
+def backbone_registry() -> Registry[BackboneCard]:
+    """The cards from ``$HARMONY_BENCH_BACKBONES`` and ``backbones/`` (read once per process)."""
+    return load_cards(backbone_card_dirs())
+
+
+def get_card(name: str) -> BackboneCard:
+    """Look a card up by name; unknown names raise with "did you mean" and the choices."""
+    return backbone_registry().get(name)
+
+
+def list_cards() -> list[BackboneCard]:
+    """All cards, sorted by name."""
+    registry = backbone_registry()
+    return [registry.get(name) for name in registry.names()]

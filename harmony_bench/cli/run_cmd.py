@@ -1,0 +1,83 @@
+"""``harmony-bench run``: one backbone × task × seed → one result record."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harmony_bench.cli._help import add_command
+
+EXAMPLES = """  harmony-bench run --backbone vit-tiny-random --task ade20k --preset smoke \\
+      --data-root /tmp/ade/ADEChallengeData2016
+  harmony-bench run --backbone ibot-vit-b16-in1k --task imagenet-knn --data-root /data/imagenet
+  harmony-bench run --backbone mae-vit-b16-in1k --task coco --checkpoint ~/ckpt/mae_pretrain_vit_base.pth \\
+      --data-root /data/coco --preset paper --seed 1 --output results/records
+  harmony-bench run ... --set optim.lr=1e-4 --set train.batch_size=8   # override protocol values
+"""
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``run`` subcommand."""
+    parser = add_command(
+        subparsers, "run", "Evaluate one backbone on one task and write a result record.", EXAMPLES
+    )
+    parser.add_argument("--backbone", required=True, help="backbone card name (see `list backbones`)")
+    parser.add_argument("--task", required=True, help="task name (see `list tasks`)")
+    parser.add_argument("--checkpoint", help="local checkpoint file overriding the card's source")
+    parser.add_argument("--data-root", type=Path, help="dataset root in the benchmark's standard layout")
+    parser.add_argument(
+        "--preset", help="protocol preset, e.g. smoke (tiny CPU run) or paper (the paper's protocol)"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--output", type=Path, help="directory for the result record (default: results/records)"
+    )
+    parser.add_argument("--work-dir", type=Path, help="directory for logs and checkpoints of this run")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a protocol value (dotted key, YAML value); repeatable",
+    )
+    parser.set_defaults(func=run)
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``a.b=1`` pairs into a nested mapping; values are parsed as YAML scalars."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        node = overrides
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = yaml.safe_load(raw)
+    return overrides
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run and print where the record went."""
+    from harmony_bench.runner import RunOptions
+    from harmony_bench.runner import run as run_task
+
+    if args.checkpoint and not Path(args.checkpoint).expanduser().is_file():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist or is not a file")
+    options = RunOptions(
+        checkpoint=str(Path(args.checkpoint).expanduser()) if args.checkpoint else None,
+        data_root=args.data_root,
+        preset=args.preset,
+        seed=args.seed,
+        output=args.output,
+        work_dir=args.work_dir,
+        overrides=parse_overrides(args.overrides),
+    )
+    path = run_task(args.backbone, args.task, options)
+    print(f"result record: {path}")
+    return 0

@@ -1,0 +1,154 @@
+"""Run one backbone × task × seed and write its result record, whatever happens.
+
+The task runner (named by the protocol file) does the work and returns
+metrics; this module owns everything around it that must be the same for every
+task: resolving the config, seeding, timing, provenance, and writing exactly
+one record per run — ``completed`` with metrics, or ``failed`` with the error —
+so an interrupted or crashed run is visible in the results instead of missing.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from harmony_bench.cards import BackboneCard, get_card
+from harmony_bench.tasks import TaskSpec, get_task
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RunOptions:
+    """What the user chose on the command line for one run."""
+
+    checkpoint: str | None = None
+    data_root: Path | None = None
+    preset: str | None = None
+    seed: int = 0
+    output: Path | None = None
+    work_dir: Path | None = None
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TaskContext:
+    """Everything a task runner gets: the card, the resolved protocol config, paths and seed."""
+
+    card: BackboneCard
+    task: TaskSpec
+    config: dict[str, Any]
+    options: RunOptions
+    work_dir: Path
+
+
+@dataclass
+class TaskOutcome:
+    """What a task runner returns: nested metrics (see ``results.metric``) and the dataset identity."""
+
+    metrics: dict[str, Any]
+    dataset: dict[str, Any]
+    artifacts: dict[str, str] = field(default_factory=dict)
+
+
+class RunFailed(RuntimeError):
+    """The task raised; its failed record was written to ``record_path``."""
+
+    def __init__(self, message: str, record_path: Path) -> None:
+        super().__init__(message)
+        self.record_path = record_path
+
+
+TaskRunner = Callable[[TaskContext], TaskOutcome]
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so a rerun gives the same numbers."""
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def backbone_identity(card: BackboneCard, checkpoint: str | None) -> dict[str, Any]:
+    """The record's ``backbone`` block: card, checkpoint source and its sha256 when it is a local file."""
+    from harmony_bench.provenance import sha256_file
+
+    source = checkpoint or card.checkpoint.get("source")
+    local = Path(source) if source and Path(source).is_file() else None
+    sha = sha256_file(local) if local else card.checkpoint.get("sha256")
+    return {
+        "name": card.name,
+        "card": card.to_dict(),
+        "checkpoint": {"source": source, "sha256": sha, "random_init": source is None},
+    }
+
+
+def run(backbone: str, task: str, options: RunOptions) -> Path:
+    """Run ``task`` on ``backbone`` and return the path of the written record.
+
+    Raises:
+        RunFailed: the task raised; the failed record is written first.
+    """
+    from harmony_bench.results import build_record, write_record
+
+    card, spec = get_card(backbone), get_task(task)
+    config = spec.resolve_config(options.preset, options.overrides)
+    output = options.output or _default_output()
+    work_dir = options.work_dir or output / "work" / f"{card.name}__{spec.name}__seed{options.seed}"
+    context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=work_dir)
+    task_block = {
+        "name": spec.name,
+        "protocol_version": spec.protocol_version,
+        "preset": options.preset or spec.default_preset,
+        "config": config,
+    }
+    start, error, outcome = datetime.now(timezone.utc), None, None
+    try:
+        runner: TaskRunner = spec.load_runner()
+        seed_everything(options.seed)
+        outcome = runner(context)
+    except Exception as exc:  # the record must say what failed, then we re-raise
+        error = exc
+    dataset = outcome.dataset if outcome else _dataset_guess(options, spec)
+    record = build_record(
+        backbone=backbone_identity(card, options.checkpoint),
+        task=task_block,
+        dataset=dataset,
+        seed=options.seed,
+        metrics=outcome.metrics if outcome else {},
+        start=start,
+        end=datetime.now(timezone.utc),
+        error=error,
+        output_dir=str(work_dir),
+        artifacts=outcome.artifacts if outcome else None,
+    )
+    path = write_record(record, output)
+    if error is not None:
+        raise RunFailed(f"{spec.name} on {card.name} failed: {error}", path) from error
+    return path
+
+
+def _default_output() -> Path:
+    from harmony_bench.paths import default_results_dir
+
+    return default_results_dir()
+
+
+def _dataset_guess(options: RunOptions, spec: TaskSpec) -> dict[str, Any]:
+    """Dataset block for a run that failed before the task could describe its data."""
+    root = options.data_root
+    manifest = root / "harmony_bench_synth.json" if root else None
+    return {
+        "name": spec.dataset.get("name", spec.name),
+        "root": str(root) if root else None,
+        "synthetic": bool(manifest and manifest.is_file()),
+        "manifest": None,
+    }

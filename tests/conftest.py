@@ -1,0 +1,67 @@
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harmony_bench.cards import backbone_registry
+from harmony_bench.tasks import task_registry
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_registries(monkeypatch, tmp_path):
+    """Every test sees the registries re-read from disk and writes results under its tmp dir."""
+    monkeypatch.setenv("HARMONY_BENCH_RESULTS", str(tmp_path / "records"))
+    backbone_registry.cache_clear()
+    task_registry.cache_clear()
+    yield
+    backbone_registry.cache_clear()
+    task_registry.cache_clear()
+
+
+TOY_RUNNER = """
+from harmony_bench.results import metric
+from harmony_bench.runner import TaskOutcome
+
+
+def run(context):
+    if context.config.get("explode"):
+        raise RuntimeError("the toy task was told to fail")
+    root = context.options.data_root
+    return TaskOutcome(
+        metrics={"score": metric(context.config["score"] + context.options.seed), "loss": metric(0.5, False)},
+        dataset={"name": "toy", "root": str(root) if root else None, "synthetic": True, "manifest": None},
+    )
+"""
+
+TOY_TASK = """
+name: toy
+description: a task defined by the tests to exercise the run machinery
+runner: "toy_task_runner:run"
+protocol_version: "1"
+dataset: {name: toy, synth_kind: imagenet}
+config: {score: 10, explode: false, nested: {a: 1, b: 2}}
+default_preset: paper
+presets:
+  paper: {}
+  smoke: {score: 1, nested: {b: 3}}
+metrics:
+  - {name: score, higher_is_better: true}
+  - {name: loss, higher_is_better: false}
+"""
+
+
+@pytest.fixture
+def toy_task(monkeypatch, tmp_path):
+    """Register a tiny task (its runner is a module written into tmp_path) through $HARMONY_BENCH_TASKS."""
+    module_dir = tmp_path / "toy_modules"
+    module_dir.mkdir()
+    (module_dir / "toy_task_runner.py").write_text(textwrap.dedent(TOY_RUNNER))
+    monkeypatch.syspath_prepend(str(module_dir))
+    task_dir = tmp_path / "toy_tasks"
+    task_dir.mkdir()
+    (task_dir / "toy.yaml").write_text(TOY_TASK)
+    monkeypatch.setenv("HARMONY_BENCH_TASKS", str(task_dir))
+    task_registry.cache_clear()
+    return "toy"
