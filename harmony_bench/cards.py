@@ -22,6 +22,30 @@ from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 REQUIRED_KEYS = {"name", "family", "description", "architecture", "checkpoint", "preprocessing", "license"}
 OPTIONAL_KEYS = {"text_tower", "paper", "published", "notes", "tags"}
 CHECKPOINT_KEYS = {"source", "format", "converter", "weights", "sha256"}
+# options: keyword arguments for the converter; allow_missing: fnmatch patterns of model keys the
+# checkpoint does not hold; text_*: a separate text-tower file (Harmony-repo main_text_checkpoint.pth);
+# files: other released files of the same weights (e.g. the full training checkpoint), for reference.
+CHECKPOINT_OPTIONAL_KEYS = {
+    "options",
+    "allow_missing",
+    "text_source",
+    "text_converter",
+    "text_sha256",
+    "files",
+}
+ARCHITECTURE_KEYS = {"timm_model", "overrides", "norm_eps", "projection_dim", "out_indices"}
+TEXT_TOWER_KEYS = {
+    "embed_dim",
+    "context_length",
+    "vocab_size",
+    "width",
+    "heads",
+    "layers",
+    "mlp_ratio",
+    "quick_gelu",
+    "norm_eps",
+    "tokenizer",
+}
 
 
 @dataclass(frozen=True)
@@ -44,8 +68,14 @@ class BackboneCard:
 
     @property
     def random_init(self) -> bool:
-        """True for cards without pretrained weights (tiny test backbones)."""
-        return self.checkpoint.get("source") is None
+        """True for cards that are randomly initialised by design (tiny test backbones).
+
+        Cards of real methods whose weights are not published (Harmony, MaskCLIP re-implementation)
+        have no ``source`` either, but a format and converter: they need ``--checkpoint``.
+        """
+        return self.checkpoint.get("format") == "random-init" or (
+            self.checkpoint.get("source") is None and self.checkpoint.get("converter") is None
+        )
 
     @property
     def timm_model(self) -> str:
@@ -65,7 +95,10 @@ def card_from_file(path: Path) -> BackboneCard:
         raise DataFileError(f"{path}: card name {data['name']!r} must equal the file name {path.stem!r}")
     if "timm_model" not in data["architecture"]:
         raise DataFileError(f"{path}: architecture.timm_model is required")
-    check_keys(path, data["checkpoint"], CHECKPOINT_KEYS, set())
+    check_keys(path, data["architecture"], {"timm_model"}, ARCHITECTURE_KEYS - {"timm_model"})
+    check_keys(path, data["checkpoint"], CHECKPOINT_KEYS, CHECKPOINT_OPTIONAL_KEYS)
+    if data.get("text_tower") is not None:
+        check_keys(path, data["text_tower"], {"embed_dim", "width", "heads", "layers"}, TEXT_TOWER_KEYS)
     return BackboneCard(**data, path=str(path))
 
 

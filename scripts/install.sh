@@ -98,7 +98,8 @@ install_mmcv() {
   else
     log "reusing built wheel from $dir"
   fi
-  "${PIP[@]}" install -q -c "$CONSTRAINTS" --force-reinstall --no-deps "$dir"/mmcv-"$MMCV_VERSION"-*.whl
+  # With its dependencies (mmengine, opencv, addict, yapf): a fresh venv that reuses a cached wheel has none.
+  "${PIP[@]}" install -q -c "$CONSTRAINTS" --force-reinstall "$dir"/mmcv-"$MMCV_VERSION"-*.whl
   mmcv_is_installed "$cuda" || die "mmcv installed but its compiled ops do not import"
 }
 

@@ -114,3 +114,36 @@ def test_console_script_and_module_entry_point():
         check=True,
     )
     assert "vit-tiny-random" in result.stdout
+
+
+def test_demo_runs_end_to_end(capsys, tmp_path):
+    assert main(["demo", "--out", str(tmp_path / "demo")]) == 0
+    out = capsys.readouterr().out
+    for section in (
+        "== backbones",
+        "== tasks",
+        "synthetic imagenet",
+        "synthetic ade20k",
+        "synthetic coco",
+        "captions",
+    ):
+        assert section in out
+    assert "embed_image          (4, 32)" in out
+    roots = {
+        "imagenet": "imagenet",
+        "ade20k": "ade20k/ADEChallengeData2016",
+        "coco": "coco",
+        "captions": "captions",
+    }
+    for root in roots.values():
+        assert (tmp_path / "demo" / "data" / root / "harmony_bench_synth.json").is_file()
+
+
+def test_data_synth_cli(capsys, tmp_path):
+    assert (
+        main(["data", "synth", "--kind", "coco", "--out", str(tmp_path / "c"), "--n", "2", "--size", "32"])
+        == 0
+    )
+    assert "(pass as --data-root)" in capsys.readouterr().out
+    assert main(["data", "synth", "--kind", "coco", "--out", str(tmp_path / "c")]) == 2
+    assert "not empty" in capsys.readouterr().err

@@ -36,6 +36,31 @@ def banner(text: str) -> None:
     print(f"\n== {text} " + "=" * max(0, 70 - len(text)))
 
 
+def show_backbone(imagenet_root: Path) -> None:
+    """Load the tiny backbone through the real loader and push synthetic images and prompts through it."""
+    import torch
+    from torchvision.datasets import ImageFolder
+
+    from harmony_bench import load_backbone
+
+    banner(f"backbone {DEMO_BACKBONE} (random init) on synthetic images")
+    backbone = load_backbone(DEMO_BACKBONE).eval()
+    print(f"  load report: {backbone.report.summary}")
+    dataset = ImageFolder(imagenet_root / "val", transform=backbone.preprocess)
+    images = torch.stack([dataset[i][0] for i in range(4)])
+    names = (imagenet_root / "classnames.txt").read_text().split("\n")[:4]
+    indices = backbone.card.architecture["out_indices"]
+    with torch.no_grad():
+        shapes = {
+            "embed_image": tuple(backbone.embed_image(images).shape),
+            "embed_text": tuple(backbone.embed_text([f"a photo of a {name}." for name in names]).shape),
+            "pooled(cls+avgpool)": tuple(backbone.pooled(images, "cls+avgpool").shape),
+            "features (NCHW)": [tuple(f.shape) for f in backbone.features(images, indices)],
+        }
+    for what, shape in shapes.items():
+        print(f"  {what:<20} {shape}")
+
+
 def run_smoke_tasks(data_roots: dict[str, Path], records_dir: Path, seed: int) -> None:
     """Run every available task that has a ``smoke`` preset on the tiny backbone, then tabulate."""
     from harmony_bench.results import iter_records
@@ -79,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
         data_roots[kind] = summary.root
         print(summary.format())
         print(f"({time.perf_counter() - started:.1f} s)")
+    show_backbone(data_roots["imagenet"])
     run_smoke_tasks(data_roots, out / "records", args.seed)
     banner("done")
     print(f"Synthetic data under {out / 'data'}; it is for smoke tests, never for benchmark numbers.")
