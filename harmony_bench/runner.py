@@ -28,6 +28,7 @@ class RunOptions:
     """What the user chose on the command line for one run."""
 
     checkpoint: str | None = None
+    trust_checkpoint: bool = False
     data_root: Path | None = None
     preset: str | None = None
     seed: int = 0
@@ -38,7 +39,11 @@ class RunOptions:
 
 @dataclass
 class TaskContext:
-    """Everything a task runner gets: the card, the resolved protocol config, paths and seed."""
+    """Everything a task runner gets: the card, the resolved protocol config, paths and seed.
+
+    Task runners load the backbone themselves (``load_backbone(context.card, context.options.checkpoint,
+    trust_checkpoint=context.options.trust_checkpoint)``) because each protocol decides the input size.
+    """
 
     card: BackboneCard
     task: TaskSpec

@@ -27,6 +27,11 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--backbone", required=True, help="backbone card name (see `list backbones`)")
     parser.add_argument("--task", required=True, help="task name (see `list tasks`)")
     parser.add_argument("--checkpoint", help="local checkpoint file overriding the card's source")
+    parser.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full unpickling of the checkpoint (runs code from the file; only for files you trust)",
+    )
     parser.add_argument("--data-root", type=Path, help="dataset root in the benchmark's standard layout")
     parser.add_argument(
         "--preset", help="protocol preset, e.g. smoke (tiny CPU run) or paper (the paper's protocol)"
@@ -71,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist or is not a file")
     options = RunOptions(
         checkpoint=str(Path(args.checkpoint).expanduser()) if args.checkpoint else None,
+        trust_checkpoint=args.trust_checkpoint,
         data_root=args.data_root,
         preset=args.preset,
         seed=args.seed,
