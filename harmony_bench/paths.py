@@ -23,9 +23,13 @@ def backbone_card_dirs() -> list[Path]:
     return [*_dirs_from_env("HARMONY_BENCH_BACKBONES"), REPO_ROOT / "backbones"]
 
 
+# Folders of benchmarks/ whose *.yaml files are task protocols (suites/ and speed/ are not).
+TASK_GROUPS = ("tasks", "imagenet", "ade20k", "coco")
+
+
 def task_dirs() -> list[Path]:
-    """Directories scanned for task protocols: ``$HARMONY_BENCH_TASKS`` first, then ``benchmarks/tasks/``."""
-    return [*_dirs_from_env("HARMONY_BENCH_TASKS"), REPO_ROOT / "benchmarks" / "tasks"]
+    """Directories scanned for task protocols: ``$HARMONY_BENCH_TASKS`` first, then ``benchmarks/<group>/``."""
+    return [*_dirs_from_env("HARMONY_BENCH_TASKS"), *(REPO_ROOT / "benchmarks" / group for group in TASK_GROUPS)]
 
 
 def default_results_dir() -> Path:
