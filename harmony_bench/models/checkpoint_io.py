@@ -240,7 +240,7 @@ def read_checkpoint(path: str | Path, *, fmt: str | None = None, trust: bool = F
     if is_torchscript(path):
         raise CheckpointError(
             f"{path} is a TorchScript archive; load it through a card whose checkpoint format is "
-            "'torchscript' (e.g. clip-vit-b16-openai-jit), or export a plain state dict"
+            "'torchscript' (e.g. clip-vit-b16-openai), or export a plain state dict"
         )
     try:
         with torch.serialization.safe_globals(SAFE_GLOBALS):
