@@ -28,8 +28,11 @@ TASK_GROUPS = ("tasks", "imagenet", "ade20k", "coco")
 
 
 def task_dirs() -> list[Path]:
-    """Directories scanned for task protocols: ``$HARMONY_BENCH_TASKS`` first, then ``benchmarks/<group>/``."""
-    return [*_dirs_from_env("HARMONY_BENCH_TASKS"), *(REPO_ROOT / "benchmarks" / group for group in TASK_GROUPS)]
+    """Task protocol directories: ``$HARMONY_BENCH_TASKS`` first, then ``benchmarks/<group>/``."""
+    return [
+        *_dirs_from_env("HARMONY_BENCH_TASKS"),
+        *(REPO_ROOT / "benchmarks" / group for group in TASK_GROUPS),
+    ]
 
 
 def default_results_dir() -> Path:

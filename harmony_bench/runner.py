@@ -115,6 +115,7 @@ def run(backbone: str, task: str, options: RunOptions) -> Path:
         "preset": options.preset or spec.default_preset,
         "config": config,
     }
+    _preflight(spec, context)
     start, error, outcome = datetime.now(timezone.utc), None, None
     try:
         runner: TaskRunner = spec.load_runner()
@@ -139,6 +140,24 @@ def run(backbone: str, task: str, options: RunOptions) -> Path:
     if error is not None:
         raise RunFailed(f"{spec.name} on {card.name} failed: {error}", path) from error
     return path
+
+
+def _preflight(spec: TaskSpec, context: TaskContext) -> None:
+    """Call the runner's optional ``preflight(context)`` check before anything runs.
+
+    A task runner may carry a ``preflight`` attribute (a function of the context) that checks the
+    user's inputs, e.g. that ``--data-root`` holds the dataset in the expected layout.  Its errors
+    propagate as they are, before any record is written: like a missing ``--checkpoint`` file, a run
+    that never started is a usage error (the CLI exits 2 with the message), not a failed run.  A
+    runner that cannot be imported is left to the run itself, which records the failure.
+    """
+    try:
+        runner = spec.load_runner()
+    except Exception:  # recorded as a failed run below
+        return
+    check = getattr(runner, "preflight", None)
+    if check is not None:
+        check(context)
 
 
 def _default_output() -> Path:
