@@ -10,6 +10,7 @@ so an interrupted or crashed run is visible in the results instead of missing.
 from __future__ import annotations
 
 import logging
+import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -102,7 +103,7 @@ def run(backbone: str, task: str, options: RunOptions) -> Path:
     Raises:
         RunFailed: the task raised; the failed record is written first.
     """
-    from harmony_bench.results import build_record, write_record
+    from harmony_bench.results import build_record, record_filename, write_record
 
     card, spec = get_card(backbone), get_task(task)
     config = spec.resolve_config(options.preset, options.overrides)
@@ -136,10 +137,15 @@ def run(backbone: str, task: str, options: RunOptions) -> Path:
         output_dir=str(work_dir),
         artifacts=outcome.artifacts if outcome else None,
     )
-    path = write_record(record, output)
+    path = write_record(record, output) if _is_main_process() else output / record_filename(record)
     if error is not None:
         raise RunFailed(f"{spec.name} on {card.name} failed: {error}", path) from error
     return path
+
+
+def _is_main_process() -> bool:
+    """Whether this process writes the record: under torchrun only rank 0 does, so one run is one record."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 def _preflight(spec: TaskSpec, context: TaskContext) -> None:

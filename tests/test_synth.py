@@ -34,6 +34,15 @@ def test_imagenet_reads_as_imagefolder(tmp_path):
     assert image.size == (32, 32) and label == 0
 
 
+def test_imagenet_honours_n_exactly(tmp_path):
+    summary = synthesize("imagenet", tmp_path / "in", n=25, size=16)
+    assert summary.manifest["splits"] == {"train": 25, "val": 10}  # at least one val image per class
+    assert sum(1 for _ in (summary.root / "train").rglob("*.JPEG")) == 25
+    few = synthesize("imagenet", tmp_path / "few", n=3, size=16)
+    assert few.manifest["classes"] == ["red circle", "green square", "blue triangle"]
+    assert few.manifest["splits"] == {"train": 3, "val": 3}
+
+
 def test_imagenet_is_learnable(tmp_path):
     """A nearest-centroid classifier on 8×8 thumbnails beats chance by far: labels follow content."""
     from torchvision.datasets import ImageFolder
@@ -56,8 +65,17 @@ def test_imagenet_is_learnable(tmp_path):
 def test_ade20k_reads_with_mmseg(tmp_path):
     from mmseg.datasets import ADE20KDataset
 
+    from harmony_bench.data.synth.ade20k import REGIONS, SHAPE_CLASSES
+
     summary = synthesize("ade20k", tmp_path / "ade", n=8, size=64)
     assert summary.root.name == "ADEChallengeData2016"
+    assert (summary.root / MANIFEST_NAME).is_file() and "ADEChallengeData2016" in summary.format()
+    # the ids we write mean what their names say in ADE20K's 150-class list (PNG value = index + 1)
+    ade_names = ADE20KDataset.METAINFO["classes"]
+    for ade_id, name, _ in SHAPE_CLASSES.values():
+        assert ade_names[ade_id - 1] == name
+    for name, ade_id in REGIONS.items():
+        assert ade_names[ade_id - 1] == name
     for split, count in (("training", 8), ("validation", 2)):
         dataset = ADE20KDataset(
             data_root=str(summary.root),
@@ -103,7 +121,11 @@ def test_coco_ids_are_unique_across_splits(tmp_path):
     ]
     image_ids = [img["id"] for p in payloads for img in p["images"]]
     ann_ids = [ann["id"] for p in payloads for ann in p["annotations"]]
-    assert len(set(image_ids)) == len(image_ids) and len(set(ann_ids)) == len(ann_ids)
+    assert image_ids == list(range(1, len(image_ids) + 1)) and ann_ids == list(range(1, len(ann_ids) + 1))
+    assert all(ann["area"] > 0 and ann["iscrowd"] == 0 for p in payloads for ann in p["annotations"])
+    assert {c["id"]: c["name"] for c in payloads[0]["categories"]} == dict(
+        enumerate(summary.manifest["classes"], start=1)
+    )
 
 
 def test_captions_three_layouts_agree(tmp_path):
@@ -170,8 +192,33 @@ def test_interrupted_write_leaves_no_partial_dataset(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_bad_arguments(tmp_path):
+@pytest.mark.parametrize("n", [0, -1, True, 2.5])
+def test_bad_n_is_a_clear_error(tmp_path, n):
     with pytest.raises(ValueError, match="--n must be a positive integer"):
-        synthesize("coco", tmp_path / "x", n=-1)
+        synthesize("coco", tmp_path / "x", n=n)
+    assert list(tmp_path.iterdir()) == []  # validation happens before anything is written
+
+
+def test_bad_size_and_kind(tmp_path):
+    with pytest.raises(ValueError, match="--size must be an integer >= 16, got 0"):
+        synthesize("imagenet", tmp_path / "x", size=0)
+    with pytest.raises(ValueError, match="--size must be an integer >= 32"):
+        synthesize("coco", tmp_path / "x", size=16)
     with pytest.raises(UnknownNameError, match="Did you mean 'imagenet'"):
         synthesize("imagenett", tmp_path / "x")
+
+
+def test_summary_describes_the_dataset(tmp_path):
+    summary = synthesize("captions", tmp_path / "cap", n=3, size=16)
+    text = summary.format()
+    for piece in (
+        "captions",
+        "(pass as --data-root)",
+        str(summary.root),
+        "train: 3 images",
+        "never a benchmark",
+    ):
+        assert piece in text
+    payload = json.loads(json.dumps(summary.to_dict()))
+    assert payload["manifest"] == json.loads((summary.root / MANIFEST_NAME).read_text())
+    assert payload["manifest"]["generator_version"] == 1 and payload["notes"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
 import shutil
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from PIL import Image
 MANIFEST_NAME = "harmony_bench_synth.json"
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 92
+# Below this, shapes shrink to a few pixels and COCO polygons can rasterise to zero area.
+MIN_SIZE = 16
 
 
 @dataclass
@@ -46,7 +49,13 @@ class SynthSummary:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able description, including the manifest."""
-        return {"kind": self.kind, "root": str(self.root), "files": self.files, "manifest": self.manifest}
+        return {
+            "kind": self.kind,
+            "root": str(self.root),
+            "files": self.files,
+            "notes": list(self.notes),
+            "manifest": self.manifest,
+        }
 
 
 @contextlib.contextmanager
@@ -111,8 +120,27 @@ def count_files(root: Path) -> int:
     return sum(1 for p in root.rglob("*") if p.is_file())
 
 
-def check_positive(name: str, value: int) -> int:
-    """Reject zero or negative sizes with a message naming the option."""
-    if value <= 0:
-        raise ValueError(f"--{name} must be a positive integer, got {value}")
-    return value
+def check_positive(name: str, value: object, minimum: int = 1) -> int:
+    """Reject anything but an integer >= ``minimum``, with a message naming the CLI option.
+
+    ``None`` means "use the default" and is resolved by the caller *before* this
+    check, so ``0`` is an error rather than silently becoming the default.  Bools
+    and floats are refused too: ``n=True`` or ``n=2.5`` is a caller's bug.
+    """
+    if not isinstance(value, numbers.Integral) or isinstance(value, bool):
+        raise ValueError(f"--{name} must be a positive integer, got {value!r}")
+    if value < max(1, minimum):
+        need = "a positive integer" if minimum <= 1 else f"an integer >= {minimum}"
+        raise ValueError(f"--{name} must be {need}, got {value}")
+    return int(value)
+
+
+def resolve_sizes(
+    n: int | None, size: int | None, defaults: tuple[int, int], min_size: int = MIN_SIZE
+) -> tuple[int, int]:
+    """Apply a kind's defaults to ``None`` only, then validate ``n`` and ``size``."""
+    default_n, default_size = defaults
+    return (
+        check_positive("n", default_n if n is None else n),
+        check_positive("size", default_size if size is None else size, min_size),
+    )

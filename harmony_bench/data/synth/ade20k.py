@@ -17,9 +17,9 @@ from PIL import Image
 from harmony_bench.data.synth._writer import (
     MANIFEST_NAME,
     SynthSummary,
-    check_positive,
     count_files,
     manifest,
+    resolve_sizes,
     save_jpeg,
     save_png,
     staging_dir,
@@ -27,13 +27,14 @@ from harmony_bench.data.synth._writer import (
 )
 from harmony_bench.data.synth.scene import background, draw_scene, rasterize
 
-# Shape -> (ADE20K class id, that id's ADE20K name); the colour of each shape is fixed per class.
+# Shape -> (ADE20K class id, that id's name in ADE20K's 150-class list, fixed colour).  Ids are the
+# 1-based PNG values; tests check the names against mmseg's ADE20KDataset.METAINFO.
 SHAPE_CLASSES: dict[str, tuple[int, str, str]] = {
     "circle": (20, "chair", "red"),
     "square": (21, "car", "green"),
     "triangle": (24, "sofa", "blue"),
     "hexagon": (25, "shelf", "yellow"),
-    "star": (37, "bathtub", "magenta"),
+    "star": (37, "lamp", "magenta"),
 }
 REGIONS = {"sky": 3, "floor": 4}
 IGNORE, FRAME = 0, 2
@@ -67,7 +68,7 @@ def draw_sample(rng: np.random.Generator, size: int) -> tuple[Image.Image, Image
 
 def write(out: Path, *, n: int | None = None, size: int | None = None, seed: int = 0) -> SynthSummary:
     """Write ``n`` training and ``max(1, n // 4)`` validation image/label pairs."""
-    n, size = check_positive("n", n or DEFAULT_N), check_positive("size", size or DEFAULT_SIZE)
+    n, size = resolve_sizes(n, size, (DEFAULT_N, DEFAULT_SIZE))
     counts = {"training": n, "validation": max(1, n // 4)}
     rng = np.random.default_rng(seed)
     names = [f"{ade_id} {name} ({shape})" for shape, (ade_id, name, _) in SHAPE_CLASSES.items()]

@@ -22,9 +22,9 @@ from harmony_bench.data.synth._writer import (
     JPEG_QUALITY,
     MANIFEST_NAME,
     SynthSummary,
-    check_positive,
     count_files,
     manifest,
+    resolve_sizes,
     save_jpeg,
     staging_dir,
     write_json,
@@ -68,7 +68,7 @@ def add_member(tar: tarfile.TarFile, name: str, payload: bytes) -> None:
 
 def write(out: Path, *, n: int | None = None, size: int | None = None, seed: int = 0) -> SynthSummary:
     """Write ``n`` image–caption pairs in all three layouts."""
-    n, size = check_positive("n", n or DEFAULT_N), check_positive("size", size or DEFAULT_SIZE)
+    n, size = resolve_sizes(n, size, (DEFAULT_N, DEFAULT_SIZE))
     rng = np.random.default_rng(seed)
     shapes, colors = list(SHAPES), list(COLORS)
     rows = ["path\tcaption"]

@@ -17,9 +17,9 @@ from pycocotools import mask as mask_utils
 from harmony_bench.data.synth._writer import (
     MANIFEST_NAME,
     SynthSummary,
-    check_positive,
     count_files,
     manifest,
+    resolve_sizes,
     save_jpeg,
     staging_dir,
     write_json,
@@ -34,6 +34,8 @@ CATEGORIES: dict[int, tuple[str, str]] = {
     4: ("star", "yellow"),
 }
 DEFAULT_N, DEFAULT_SIZE = 16, 128
+# Four objects per side-length of 32 px are still >= ~15 px² each; smaller images give near-empty masks.
+MIN_SIZE = 32
 SPLITS = ("train2017", "val2017")
 
 
@@ -53,9 +55,15 @@ def annotation(obj: DrawnObject, ann_id: int, image_id: int, category_id: int, s
 
 
 def write_split(
-    rng: np.random.Generator, root: Path, split: str, count: int, size: int, first_id: int
-) -> dict:
-    """Draw ``count`` images of one split and return its COCO json payload."""
+    rng: np.random.Generator, root: Path, split: str, count: int, size: int, first_ids: tuple[int, int]
+) -> dict[str, Any]:
+    """Draw ``count`` images of one split and return its COCO json payload.
+
+    ``first_ids`` are the first image and annotation ids: ids continue across
+    splits (as in real COCO, where train and val ids never collide), so merged
+    or cached annotations can never confuse two objects.
+    """
+    first_id, first_ann_id = first_ids
     by_shape = {shape: (cat_id, color) for cat_id, (shape, color) in CATEGORIES.items()}
     images, annotations = [], []
     for offset in range(count):
@@ -67,7 +75,7 @@ def write_split(
         save_jpeg(image, root / split / file_name)
         images.append({"id": image_id, "file_name": file_name, "width": size, "height": size, "license": 1})
         for obj in drawn:
-            ann_id = len(annotations) + 1 + first_id * 10
+            ann_id = first_ann_id + len(annotations)
             annotations.append(annotation(obj, ann_id, image_id, by_shape[obj.shape][0], size))
     return {
         "info": {"description": "harmony-bench synthetic COCO-layout data (not a benchmark)", "version": "1"},
@@ -82,15 +90,15 @@ def write_split(
 
 def write(out: Path, *, n: int | None = None, size: int | None = None, seed: int = 0) -> SynthSummary:
     """Write ``n`` training and ``max(1, n // 4)`` validation images with instance annotations."""
-    n, size = check_positive("n", n or DEFAULT_N), check_positive("size", size or DEFAULT_SIZE)
+    n, size = resolve_sizes(n, size, (DEFAULT_N, DEFAULT_SIZE), MIN_SIZE)
     counts = {"train2017": n, "val2017": max(1, n // 4)}
     rng = np.random.default_rng(seed)
     with staging_dir(out) as root:
-        first_id = 1
+        first_ids = (1, 1)
         for split in SPLITS:
-            payload = write_split(rng, root, split, counts[split], size, first_id)
+            payload = write_split(rng, root, split, counts[split], size, first_ids)
             write_json(payload, root / "annotations" / f"instances_{split}.json")
-            first_id += counts[split]
+            first_ids = (first_ids[0] + len(payload["images"]), first_ids[1] + len(payload["annotations"]))
         info = manifest("coco", seed, n, size, [shape for shape, _ in CATEGORIES.values()], counts)
         write_json(info, root / MANIFEST_NAME)
         files = count_files(root)

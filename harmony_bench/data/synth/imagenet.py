@@ -15,9 +15,9 @@ import numpy as np
 from harmony_bench.data.synth._writer import (
     MANIFEST_NAME,
     SynthSummary,
-    check_positive,
     count_files,
     manifest,
+    resolve_sizes,
     save_jpeg,
     staging_dir,
     write_json,
@@ -44,22 +44,35 @@ def wnid(index: int) -> str:
     return f"n{90000000 + index:08d}"
 
 
+def images_per_class(n: int, classes: int) -> dict[str, list[int]]:
+    """Train and val image counts per class: exactly ``n`` train images, val about a quarter.
+
+    The first ``n % classes`` classes get one extra training image, so ``--n``
+    is honoured exactly; val gets at least one image per class so every class
+    is evaluated.
+    """
+    base, extra = divmod(n, classes)
+    return {
+        "train": [base + (1 if c < extra else 0) for c in range(classes)],
+        "val": [max(1, base // 4)] * classes,
+    }
+
+
 def write(out: Path, *, n: int | None = None, size: int | None = None, seed: int = 0) -> SynthSummary:
-    """Write ``n`` training images (split evenly over up to 10 classes) and a quarter as many for val."""
-    n, size = check_positive("n", n or DEFAULT_N), check_positive("size", size or DEFAULT_SIZE)
+    """Write ``n`` training images over up to 10 classes and about a quarter as many for val."""
+    n, size = resolve_sizes(n, size, (DEFAULT_N, DEFAULT_SIZE))
     classes = CLASS_TABLE[: min(len(CLASS_TABLE), n)]
-    per_class = {"train": max(1, n // len(classes))}
-    per_class["val"] = max(1, per_class["train"] // 4)
+    counts = images_per_class(n, len(classes))
     names = [f"{color} {shape}" for shape, color in classes]
     rng = np.random.default_rng(seed)
     with staging_dir(out) as root:
-        for split, count in per_class.items():
+        for split, per_class in counts.items():
             for index, (shape, color) in enumerate(classes):
-                for i in range(count):
+                for i in range(per_class[index]):
                     image, _ = draw_scene(rng, size, [(shape, color)], per_side=1)
                     save_jpeg(image, root / split / wnid(index) / f"{wnid(index)}_{i:05d}.JPEG")
         (root / "classnames.txt").write_text("\n".join(names) + "\n", encoding="utf-8")
-        splits = {split: count * len(classes) for split, count in per_class.items()}
+        splits = {split: sum(per_class) for split, per_class in counts.items()}
         info = manifest("imagenet", seed, n, size, names, splits)
         info["wnids"] = [wnid(i) for i in range(len(classes))]
         write_json(info, root / MANIFEST_NAME)

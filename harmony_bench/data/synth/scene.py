@@ -35,7 +35,29 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "magenta": (200, 40, 190),
     "cyan": (30, 190, 200),
 }
-BACKGROUNDS = ("noise", "stripes", "checker")
+
+
+def _noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Per-pixel Gaussian grain."""
+    return rng.normal(0, 12, (size, size))
+
+
+def _stripes(rng: np.random.Generator, size: int) -> np.ndarray:
+    """Horizontal sinusoidal stripes of random period."""
+    period = rng.integers(6, 14)
+    return 18 * np.sin(np.arange(size)[:, None] * 2 * np.pi / period + np.zeros((1, size)))
+
+
+def _checker(rng: np.random.Generator, size: int) -> np.ndarray:
+    """A checkerboard of random cell size."""
+    cell = rng.integers(6, 14)
+    yy, xx = np.indices((size, size)) // cell
+    return 15 * (((yy + xx) % 2) * 2 - 1)
+
+
+# Background style -> texture (offsets around a random grey level); captions name the style.
+TEXTURES = {"noise": _noise, "stripes": _stripes, "checker": _checker}
+BACKGROUNDS = tuple(TEXTURES)
 
 
 @dataclass(frozen=True)
@@ -89,15 +111,7 @@ def shape_polygon(
 def background(rng: np.random.Generator, size: int, style: str) -> np.ndarray:
     """A low-contrast grey texture (HxWx3 uint8) that never looks like an object colour."""
     base = rng.integers(90, 160)
-    if style == "noise":
-        field = base + rng.normal(0, 12, (size, size))
-    elif style == "stripes":
-        period = rng.integers(6, 14)
-        field = base + 18 * np.sin(np.arange(size)[:, None] * 2 * np.pi / period + np.zeros((1, size)))
-    else:
-        cell = rng.integers(6, 14)
-        yy, xx = np.indices((size, size)) // cell
-        field = base + 15 * (((yy + xx) % 2) * 2 - 1)
+    field = base + TEXTURES[style](rng, size)
     return np.repeat(np.clip(field, 0, 255).astype(np.uint8)[:, :, None], 3, axis=2)
 
 

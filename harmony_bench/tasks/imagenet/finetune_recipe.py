@@ -1,0 +1,282 @@
+"""The BEiT/iBOT/Harmony fine-tuning recipe from timm's parts: head, transforms, mixup, optimizer, schedule.
+
+Each builder takes one block of the ``imagenet-finetune`` protocol config (see
+``benchmarks/imagenet/imagenet-finetune.yaml``) and hands it to the timm utility the reference
+scripts themselves use (``run_class_finetuning.py`` in iBOT/Harmony calls timm's ``create_transform``,
+``Mixup`` and ``SoftTargetCrossEntropy``); the optimizer and schedule, which BEiT wrote by hand, come
+from timm's equivalents:
+
+- layer-wise lr decay: timm's ``param_groups_layer_decay`` (what ``create_optimizer_v2(...,
+  layer_decay=d)`` calls) groups the ViT — stem (patch/pos embed, cls token) = layer 0, ``blocks.i`` =
+  layer i+1, everything else (final norm, head) = the top layer — with lr scale ``d ** (top - layer)``,
+  the values of BEiT's ``LayerDecayValueAssigner`` (``d ** (depth + 1 - layer_id)``).  timm's own
+  ViT ``group_matcher`` would put the final norm into the last block's layer (scale ``d`` instead of
+  1); :class:`_BeitLayers` keeps BEiT's assignment.  1-D parameters and the model's
+  ``no_weight_decay()`` (pos embed, cls token) get no weight decay, as in BEiT;
+- schedule: ``create_scheduler_v2`` cosine, stepped per optimizer update, with the warmup as a
+  prefix (``warmup_prefix=True`` over ``epochs - warmup_epochs`` cosine epochs), which is the shape of
+  BEiT's ``utils.cosine_scheduler``: linear warmup, then a cosine from ``lr`` to ``min_lr`` over the
+  remaining updates.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from harmony_bench.models.backbone import Backbone
+    from harmony_bench.runner import TaskContext
+
+log = logging.getLogger(__name__)
+
+GLOBAL_POOLS = ("token", "avg")
+NORMALIZE = ("imagenet", "card")
+
+
+def preprocessing(context: TaskContext) -> dict[str, Any]:
+    """The card's preprocessing with the protocol's eval transform (resize/crop/interpolation) and mean/std.
+
+    ``normalize: imagenet`` uses timm's ImageNet mean/std (the recipe's ``--imagenet_default_mean_and_std``),
+    ``card`` the card's own.
+    """
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+
+    from harmony_bench.tasks.imagenet.common import preprocessing_for
+
+    config = context.config
+    merged = preprocessing_for(context.card.preprocessing, config["transform"])
+    if config["normalize"] not in NORMALIZE:
+        raise ValueError(f"normalize must be one of {NORMALIZE}, got {config['normalize']!r}")
+    if config["normalize"] == "imagenet":
+        merged["mean"], merged["std"] = list(IMAGENET_DEFAULT_MEAN), list(IMAGENET_DEFAULT_STD)
+    return merged
+
+
+def input_size(prep: dict[str, Any]) -> int:
+    """The training and evaluation crop."""
+    return int(prep.get("crop") or prep["input_size"])
+
+
+def train_transform(augment: dict[str, Any], prep: dict[str, Any]) -> Any:
+    """The timm ImageNet train transform: RandomResizedCrop, flip, RandAugment, normalize, random erasing."""
+    from timm.data import create_transform
+
+    transform = create_transform(
+        input_size=input_size(prep),
+        is_training=True,
+        scale=tuple(augment["scale"]),
+        hflip=float(augment["hflip"]),
+        color_jitter=float(augment["color_jitter"]),
+        auto_augment=augment["auto_augment"] or None,
+        interpolation=augment["interpolation"],
+        re_prob=float(augment["re_prob"]),
+        re_mode=augment["re_mode"],
+        re_count=int(augment["re_count"]),
+        mean=tuple(prep["mean"]),
+        std=tuple(prep["std"]),
+    )
+    _patch_posterize(transform)
+    return transform
+
+
+def _posterize(img: Any, bits_to_keep: int, **kwargs: Any) -> Any:
+    """The timm ``posterize`` op, where keeping 0 bits gives a black image, as older Pillow did.
+
+    RandAugment's ``PosterizeIncreasing`` keeps ``4 - int(4 * m / 10)`` bits, 0 when the sampled
+    magnitude reaches its cap of 10 (about 2 % of draws at ``m9-mstd0.5``).  Older Pillow masked every
+    bit away (a black image); Pillow 13 (installed here) raises ``ValueError: bits must be between or
+    equal to 1 and 8``, which would end a fine-tuning run at the first such draw.
+    """
+    from PIL import Image
+    from timm.data import auto_augment
+
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return auto_augment.posterize(img, bits_to_keep, **kwargs)
+
+
+def _patch_posterize(transform: Any) -> None:
+    """Point this transform's RandAugment posterize ops at :func:`_posterize` (timm itself is untouched)."""
+    from timm.data import auto_augment
+
+    for step in getattr(transform, "transforms", []):
+        for op in getattr(step, "ops", []) if isinstance(step, auto_augment.RandAugment) else []:
+            if op.aug_fn is auto_augment.posterize:
+                op.aug_fn = _posterize
+
+
+def eval_transform(prep: dict[str, Any]) -> Any:
+    """Resize, center crop, normalize (the protocol's ``transform`` over the card's preprocessing)."""
+    from harmony_bench.models.preprocess import eval_transform as card_eval_transform
+
+    return card_eval_transform(prep)
+
+
+def build_classifier(
+    context: TaskContext, n_classes: int, prep: dict[str, Any]
+) -> tuple[nn.Module, Backbone]:
+    """Load the backbone with drop path at the protocol's input size and give it a fresh classifier head.
+
+    The head reads the class token after the final norm (``global_pool: token``, BEiT ``--use_cls``) or
+    the mean of the patch tokens (``avg``); it is initialised as BEiT does: truncated normal (std 0.02)
+    scaled by ``head_init_scale``, zero bias, drawn from a generator seeded with the run's seed.  Any
+    projection head of the card (CLIP-style ``head``) is replaced.
+    """
+    import torch
+
+    from harmony_bench.models.backbone import load_backbone
+
+    spec = context.config["model"]
+    pool = spec["global_pool"]
+    if pool not in GLOBAL_POOLS:
+        raise ValueError(f"model.global_pool must be one of {GLOBAL_POOLS}, got {pool!r}")
+    size = input_size(prep)
+    native = int(context.card.preprocessing.get("crop") or context.card.preprocessing["input_size"])
+    overrides: dict[str, Any] = {"drop_path_rate": float(spec["drop_path_rate"])}
+    if size != native:
+        overrides["img_size"] = size
+    backbone = load_backbone(
+        context.card,
+        context.options.checkpoint,
+        trust_checkpoint=context.options.trust_checkpoint,
+        **overrides,
+    )
+    model = backbone.model
+    if not backbone.is_vit:
+        raise ValueError(
+            f"imagenet-finetune implements the ViT recipe (layer decay over blocks, class-token head); "
+            f"{context.card.name} is a {type(model).__name__}"
+        )
+    if pool == "token" and not getattr(model, "has_class_token", False):
+        raise ValueError(f"{context.card.name} has no class token; use --set model.global_pool=avg")
+    model.reset_classifier(n_classes, global_pool=pool)
+    generator = torch.Generator().manual_seed(context.options.seed)
+    with torch.no_grad():
+        torch.nn.init.trunc_normal_(model.head.weight, std=0.02, generator=generator)
+        model.head.weight.mul_(float(spec["head_init_scale"]))
+        model.head.bias.zero_()
+    return model, backbone
+
+
+def build_mixup(spec: dict[str, Any], n_classes: int) -> tuple[Any, nn.Module]:
+    """``(timm Mixup or None, criterion)``: soft-target CE with mixup/cutmix, else label-smoothing CE."""
+    from timm.data import Mixup
+    from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+
+    if float(spec["mixup_alpha"]) > 0 or float(spec["cutmix_alpha"]) > 0:
+        mixup = Mixup(
+            mixup_alpha=float(spec["mixup_alpha"]),
+            cutmix_alpha=float(spec["cutmix_alpha"]),
+            prob=float(spec["prob"]),
+            switch_prob=float(spec["switch_prob"]),
+            mode=spec["mode"],
+            label_smoothing=float(spec["label_smoothing"]),
+            num_classes=n_classes,
+        )
+        return mixup, SoftTargetCrossEntropy()  # smoothing is in the mixed targets
+    if float(spec["label_smoothing"]) > 0:
+        return None, LabelSmoothingCrossEntropy(smoothing=float(spec["label_smoothing"]))
+    import torch
+
+    return None, torch.nn.CrossEntropyLoss()
+
+
+class _BeitLayers:
+    """A ViT as timm's ``param_groups_layer_decay`` sees it, with BEiT's layer ids.
+
+    timm's ``VisionTransformer.group_matcher`` puts the final ``norm`` into the last block's layer (lr
+    scale ``d``); BEiT's ``get_num_layer_for_vit`` gives everything that is neither stem nor block (final
+    norm, ``fc_norm``, head) the top layer (scale 1).  Dropping timm's ``^norm`` rule leaves those
+    parameters unmatched, which timm maps to the top layer: stem = 0, ``blocks.i`` = i + 1, the rest =
+    depth + 1, i.e. BEiT's assignment, computed by timm.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.named_parameters(*args, **kwargs)
+
+    def group_matcher(self, coarse: bool = False) -> dict[str, Any]:
+        return {"stem": self.model.group_matcher(coarse=False)["stem"], "blocks": [(r"^blocks\.(\d+)", None)]}
+
+
+def build_optimizer(model: nn.Module, spec: dict[str, Any]) -> torch.optim.Optimizer:
+    """AdamW (or ``opt``) from timm ``create_optimizer_v2``, param groups from ``param_groups_layer_decay``.
+
+    Each group carries ``lr_scale = layer_decay ** (depth + 1 - layer)`` (applied by the timm scheduler)
+    and ``weight_decay`` (0 for 1-D parameters and ``model.no_weight_decay()``).
+    """
+    from timm.optim import create_optimizer_v2, param_groups_layer_decay
+
+    kwargs: dict[str, Any] = {}
+    if spec.get("eps") is not None:
+        kwargs["eps"] = float(spec["eps"])
+    if spec.get("betas") is not None:
+        kwargs["betas"] = tuple(float(b) for b in spec["betas"])
+    weight_decay = float(spec["weight_decay"])
+    layer_decay = spec.get("layer_decay")
+    if layer_decay is None:
+        return create_optimizer_v2(
+            model, opt=spec["opt"], lr=float(spec["lr"]), weight_decay=weight_decay, **kwargs
+        )
+
+    def groups(module: nn.Module) -> list[dict[str, Any]]:
+        return param_groups_layer_decay(
+            _BeitLayers(module),
+            weight_decay=weight_decay,
+            no_weight_decay_list=module.no_weight_decay(),
+            layer_decay=float(layer_decay),
+        )
+
+    return create_optimizer_v2(
+        model,
+        opt=spec["opt"],
+        lr=float(spec["lr"]),
+        weight_decay=weight_decay,
+        param_group_fn=groups,
+        **kwargs,
+    )
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, spec: dict[str, Any], updates_per_epoch: int) -> Any:
+    """A timm cosine schedule after a linear warmup, stepped per update (``step: iteration``) or epoch."""
+    from timm.scheduler import create_scheduler_v2
+
+    epochs, warmup = int(spec["epochs"]), int(spec["warmup_epochs"])
+    if not 0 <= warmup < epochs:
+        raise ValueError(f"schedule.warmup_epochs must be in [0, epochs={epochs}), got {warmup}")
+    per_iteration = spec["step"] == "iteration"
+    if spec["step"] not in ("iteration", "epoch"):
+        raise ValueError(f"schedule.step must be 'iteration' or 'epoch', got {spec['step']!r}")
+    scheduler, total = create_scheduler_v2(
+        optimizer,
+        sched=spec["sched"],
+        num_epochs=epochs - warmup,
+        warmup_epochs=warmup,
+        warmup_lr=float(spec["warmup_lr"]),
+        min_lr=float(spec["min_lr"]),
+        warmup_prefix=True,
+        step_on_epochs=not per_iteration,
+        updates_per_epoch=updates_per_epoch if per_iteration else 0,
+    )
+    if total != epochs:  # e.g. a scheduler with cooldown: the run length must still be `epochs`
+        raise ValueError(f"schedule {spec['sched']!r} spans {total} epochs, the protocol says {epochs}")
+    return scheduler
+
+
+def param_group_table(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """One row per optimizer param group: lr scale, weight decay and parameter names (for audit/tests)."""
+    names = {id(param): name for name, param in model.named_parameters()}
+    return [
+        {
+            "lr_scale": float(group.get("lr_scale", 1.0)),
+            "weight_decay": float(group["weight_decay"]),
+            "params": [names[id(param)] for param in group["params"]],
+        }
+        for group in optimizer.param_groups
+    ]
