@@ -45,12 +45,20 @@ def test_unknown_backbone_suggests():
         get_card("vit-tiny-randm")
 
 
-def test_planned_task_is_not_available_yet():
+def test_planned_task_is_not_available_yet(monkeypatch):
+    from harmony_bench.tasks import PLANNED_TASKS
+
+    monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
     with pytest.raises(TaskNotAvailableError, match="not available yet"):
-        get_task("ade20k")
+        get_task("depth-nyu")
 
 
-def test_unknown_task_suggests_planned_and_available(toy_task):
+def test_unknown_task_suggests_planned_and_available(toy_task, monkeypatch):
+    from harmony_bench.tasks import PLANNED_TASKS
+
+    monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
+    with pytest.raises(UnknownNameError, match="Did you mean 'depth-nyu'"):
+        get_task("depth-ny")
     with pytest.raises(UnknownNameError, match="Did you mean 'ade20k'"):
         get_task("ade2k")
     assert get_task("toy").protocol_version == "1"

@@ -16,9 +16,18 @@ import sys
 from collections.abc import Sequence
 
 from harmony_bench import __version__
-from harmony_bench.cli import backbones_cmd, data_cmd, demo_cmd, list_cmd, run_cmd, table_cmd, validate_cmd
+from harmony_bench.cli import (
+    backbones_cmd,
+    data_cmd,
+    demo_cmd,
+    list_cmd,
+    protocol_cmd,
+    run_cmd,
+    table_cmd,
+    validate_cmd,
+)
 
-SUBCOMMANDS = (list_cmd, run_cmd, data_cmd, table_cmd, validate_cmd, demo_cmd, backbones_cmd)
+SUBCOMMANDS = (list_cmd, run_cmd, protocol_cmd, data_cmd, table_cmd, validate_cmd, demo_cmd, backbones_cmd)
 
 EPILOG = """examples:
   harmony-bench demo                                   # the built-in small default, CPU, ~1 min

@@ -49,6 +49,21 @@ def register(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="override a protocol value (dotted key, YAML value); repeatable",
     )
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="continue from the last checkpoint in the work dir (default: the task's checkpointing.resume)",
+    )
+    parser.add_argument(
+        "--cfg-options",
+        nargs="+",
+        action="extend",
+        default=[],
+        metavar="KEY=VALUE",
+        help="mmengine config overrides for the dense tasks (ade20k, coco), applied last, e.g. "
+        "model.decode_head.channels=512 train_dataloader.batch_size=2",
+    )
     parser.set_defaults(func=run)
 
 
@@ -56,15 +71,38 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """Turn ``a.b=1`` pairs into a nested mapping; values are parsed as YAML scalars."""
     overrides: dict[str, Any] = {}
     for pair in pairs:
-        key, sep, raw = pair.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {pair!r}")
+        key, value = split_pair(pair, "--set")
         node = overrides
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = value
     return overrides
+
+
+def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """``--set`` pairs plus what ``--resume`` and ``--cfg-options`` mean in protocol terms."""
+    from harmony_bench.tasks import deep_merge, get_task
+
+    overrides = parse_overrides(args.overrides)
+    if args.resume is not None:
+        overrides = deep_merge(overrides, {"checkpointing": {"resume": args.resume}})
+    if args.cfg_options:
+        if "cfg_options" not in get_task(args.task).config:
+            raise ValueError(
+                f"--cfg-options is for the mmengine tasks (ade20k, coco), not {args.task!r}; use --set"
+            )
+        flat = dict(split_pair(pair, "--cfg-options") for pair in args.cfg_options)
+        overrides = deep_merge(overrides, {"cfg_options": flat})
+    return overrides
+
+
+def split_pair(pair: str, flag: str) -> tuple[str, Any]:
+    """``KEY=VALUE`` → ``(KEY, VALUE parsed as YAML)``."""
+    key, sep, raw = pair.partition("=")
+    if not sep or not key:
+        raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
+    return key, yaml.safe_load(raw)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         output=args.output,
         work_dir=args.work_dir,
-        overrides=parse_overrides(args.overrides),
+        overrides=run_overrides(args),
     )
     path = run_task(args.backbone, args.task, options)
     print(f"result record: {path}")

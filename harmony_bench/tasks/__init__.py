@@ -27,7 +27,6 @@ OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes"}
 # Tasks the suite will support but whose protocols have not landed yet.  `run`
 # answers these with "not available yet" instead of "unknown task".
 PLANNED_TASKS: dict[str, str] = {
-    "ade20k": "ADE20K semantic segmentation with UperNet (mmsegmentation)",
     "coco": "COCO detection and instance segmentation with (Cascade) Mask R-CNN (mmdetection)",
 }
 

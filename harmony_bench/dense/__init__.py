@@ -1,0 +1,11 @@
+"""Dense-prediction plumbing shared by ADE20K (mmseg) and COCO (mmdet).
+
+One backbone adapter wraps any registry backbone for both OpenMMLab toolboxes; the layer-decay
+optimizer constructor knows timm's parameter names; ``mm_run`` holds the mmengine pieces both tasks
+need (launcher, AMP, resume, ``--cfg-options``).  Nothing here imports mmseg or mmdet at import time:
+``register_into(scope)`` does, when a dense task actually runs.
+"""
+
+from harmony_bench.dense.registration import register_into
+
+__all__ = ["register_into"]

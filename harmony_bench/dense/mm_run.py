@@ -1,0 +1,137 @@
+"""The mmengine parts every dense task shares: launcher, AMP, overrides, resume, metrics capture.
+
+A dense task builds its mmengine ``Config`` in one explicit function, then hands it to
+:func:`train_and_evaluate`, which runs mmengine's ``Runner`` and returns the final validation
+metrics.  Resume is mmengine's own (the ``last_checkpoint`` file in the work dir), guarded by a run
+identity sidecar so that a checkpoint of a different configuration is never continued silently.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+IDENTITY_FILE = "harmony-run-identity.json"
+
+
+def launcher() -> str:
+    """``pytorch`` under torchrun (``WORLD_SIZE`` > 1), else ``none``; Slurm jobs run torchrun per node."""
+    return "pytorch" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none"
+
+
+def apply_amp(cfg: Any, amp: str) -> str:
+    """Switch the optim wrapper to mmengine's ``AmpOptimWrapper`` on CUDA; return the mode in effect."""
+    if amp not in {"bf16", "fp16", "none"}:
+        raise ValueError(f"amp must be bf16, fp16 or none, got {amp!r}")
+    if amp == "none" or not torch.cuda.is_available():
+        return "none"
+    cfg.optim_wrapper.type = "AmpOptimWrapper"
+    cfg.optim_wrapper.dtype = "bfloat16" if amp == "bf16" else "float16"
+    return amp
+
+
+def apply_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
+    """Merge dotted overrides (``model.decode_head.channels``, ``...pipeline.2.scale``) into ``cfg``."""
+    if options:
+        cfg.merge_from_dict({key: _plain(value) for key, value in options.items()})
+
+
+def _plain(value: Any) -> Any:
+    """YAML lists → tuples where mmengine expects sizes; mappings stay mappings."""
+    if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
+        return tuple(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def guard_resume(work_dir: Path, identity: dict[str, Any], resume: bool) -> bool:
+    """Whether to resume; refuse to continue a checkpoint written under another run identity.
+
+    Writes the identity sidecar for this run (after any refusal), so the next run can check it.
+    """
+    from harmony_bench.tasks.imagenet.finetune_state import CheckpointMismatchError, describe_difference
+
+    sidecar = work_dir / IDENTITY_FILE
+    has_checkpoint = (work_dir / "last_checkpoint").is_file()
+    if resume and has_checkpoint and sidecar.is_file():
+        stored = json.loads(sidecar.read_text(encoding="utf-8"))
+        if stored != json.loads(json.dumps(identity)):
+            raise CheckpointMismatchError(
+                f"the work dir {work_dir} holds checkpoints of a run with another configuration: "
+                f"{describe_difference(stored, identity)}. Pass another --work-dir, or start over with "
+                "--no-resume"
+            )
+    work_dir.mkdir(parents=True, exist_ok=True)
+    tmp = sidecar.with_suffix(".tmp")
+    tmp.write_text(json.dumps(identity, indent=2, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, sidecar)
+    return resume and has_checkpoint
+
+
+def resume_safe_globals() -> list[Any]:
+    """What mmengine's own resume checkpoints pickle besides tensors, for ``torch.load(weights_only=True)``.
+
+    torch >= 2.6 loads with ``weights_only=True`` by default, and an mmengine checkpoint also holds
+    its message hub (``HistoryBuffer`` of NumPy arrays).  Allow-listing exactly these types keeps the
+    restricted unpickler, instead of turning it off.
+    """
+    import builtins
+
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    dtypes = [getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType")]
+    multiarray = np._core.multiarray
+    return [
+        HistoryBuffer,
+        np.dtype,
+        np.ndarray,
+        multiarray._reconstruct,
+        multiarray.scalar,
+        builtins.getattr,
+        *dtypes,
+    ]
+
+
+def train_and_evaluate(cfg: Any, after_train_iter: Any = None) -> tuple[dict[str, float], Any, int]:
+    """Train with mmengine's Runner, then validate unless the last iteration just did.
+
+    Returns:
+        ``(metrics, evaluator metric objects, iteration the run started from)``.
+    """
+    from mmengine.hooks import Hook
+    from mmengine.runner import Runner
+
+    class _Capture(Hook):
+        priority = "VERY_LOW"
+
+        def __init__(self) -> None:
+            self.metrics: dict[str, float] | None = None
+            self.at_iter = -1
+            self.start_iter = 0
+
+        def before_train(self, runner: Any) -> None:
+            self.start_iter = runner.iter
+
+        def after_train_iter(
+            self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
+        ) -> None:
+            if after_train_iter is not None:
+                after_train_iter(runner.iter, runner.work_dir)
+
+        def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
+            self.metrics, self.at_iter = dict(metrics or {}), runner.iter
+
+    runner = Runner.from_cfg(cfg)
+    capture = _Capture()
+    runner.register_hook(capture)
+    with torch.serialization.safe_globals(resume_safe_globals()):
+        runner.train()
+    if capture.metrics is None or capture.at_iter != runner.iter:
+        capture.metrics = dict(runner.val())
+    return capture.metrics, runner.val_evaluator.metrics, capture.start_iter

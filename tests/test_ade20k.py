@@ -1,0 +1,178 @@
+"""ADE20K with UperNet through mmseg: the paper protocol's numbers, a smoke run, resume, the metric."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from harmony_bench.cards import get_card
+from harmony_bench.cli import main
+from harmony_bench.data.synth import synthesize
+from harmony_bench.results import load_record, validate_record
+from harmony_bench.runner import RunOptions, TaskContext
+from harmony_bench.tasks import get_task
+
+pytestmark = pytest.mark.mm
+BACKBONE = "vit-tiny-random"
+
+
+@pytest.fixture(scope="module")
+def ade_root(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ade")
+    synthesize("ade20k", out, seed=0)
+    return out / "ADEChallengeData2016"
+
+
+def records(output: Path) -> list[dict]:
+    return [load_record(p) for p in sorted(output.glob("*.json"))]
+
+
+def smoke(root: Path, output: Path, *extra: str) -> int:
+    argv = ["run", "--backbone", BACKBONE, "--task", "ade20k", "--preset", "smoke", "--data-root", str(root)]
+    return main([*argv, "--output", str(output), *extra])
+
+
+def paper_config(size: str, card: str):
+    from harmony_bench.tasks.ade20k.run import build_config
+
+    spec = get_task("ade20k")
+    context = TaskContext(
+        card=get_card(card),
+        task=spec,
+        config=spec.resolve_config("paper", {"size": size}),
+        options=RunOptions(),
+        work_dir=Path("work"),
+    )
+    return build_config(context)
+
+
+def test_paper_protocol_numbers_vit_s_and_b():
+    s, b = paper_config("s", "ibot-vit-s16-in1k"), paper_config("b", "ibot-vit-b16-in1k")
+    for cfg, width in ((s, 384), (b, 768)):
+        assert cfg.crop_size == (512, 512) and cfg.train_cfg.max_iters == 160000
+        assert cfg.train_dataloader.batch_size * 4 == 16  # 4 GPUs x 4 images
+        assert cfg.optim_wrapper.optimizer.weight_decay == 0.05
+        warmup, poly = cfg.param_scheduler
+        assert (warmup.type, warmup.end, warmup.start_factor) == ("LinearLR", 1500, 1e-6)
+        assert (poly.type, poly.power, poly.end) == ("PolyLR", 1.0, 160000)
+        backbone = cfg.model.backbone
+        assert backbone.out_indices == [3, 5, 7, 11] and backbone.drop_path_rate == 0.1
+        head, aux = cfg.model.decode_head, cfg.model.auxiliary_head
+        assert head.type == "UPerHead" and head.channels == width and head.pool_scales == (1, 2, 3, 6)
+        assert head.in_channels == [width] * 4 and head.num_classes == 150
+        assert (aux.type, aux.in_index, aux.channels, aux.loss_decode.loss_weight) == ("FCNHead", 2, 256, 0.4)
+        assert cfg.model.neck.type == "Feature2Pyramid" and cfg.model.neck.rescales == [4, 2, 1, 0.5]
+        assert cfg.model.test_cfg.mode == "slide" and cfg.model.test_cfg.stride == (341, 341)
+        resize, crop = cfg.train_dataloader.dataset.pipeline[2:4]
+        assert resize.scale == (2048, 512) and resize.ratio_range == (0.5, 2.0) and crop.cat_max_ratio == 0.75
+        assert head.norm_cfg.type == "SyncBN"
+    assert (s.optim_wrapper.optimizer.lr, s.optim_wrapper.paramwise_cfg.layer_decay_rate) == (3e-5, 0.9)
+    assert (b.optim_wrapper.optimizer.lr, b.optim_wrapper.paramwise_cfg.layer_decay_rate) == (8e-4, 0.65)
+    assert b.model.backbone.out_with_norm is True
+
+
+def test_protocol_show_prints_the_resolved_config(capsys):
+    assert main(["protocol", "show", "ade20k", "--size", "s"]) == 0
+    text = capsys.readouterr().out
+    assert "size s" in text and "lr=3e-05" in text and "layer_decay_rate=0.9" in text
+    assert main(["protocol", "show", "ade20k", "--size", "l"]) == 0
+    assert "".join(capsys.readouterr().out.split()).count("out_indices=[7,11,15,23,]") == 1
+
+
+def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_path, monkeypatch):
+    from harmony_bench.tasks.ade20k import run as ade
+
+    assert smoke(ade_root, tmp_path / "whole") == 0
+    (record,) = records(tmp_path / "whole")
+    assert validate_record(record) == []
+    metrics = record["metrics"]
+    assert record["dataset"]["synthetic"] is True and record["task"]["name"] == "ade20k"
+    assert metrics["mIoU"]["value"] > 2 * metrics["constant_baseline_mIoU"]["value"]
+    assert set(metrics["per_class"]) >= {"sky", "floor"}
+    assert Path(record["artifacts"]["mm_config"]).is_file()
+
+    def crash(iteration: int, work_dir: str) -> None:
+        if iteration == 40:
+            raise RuntimeError("simulated interruption")
+
+    monkeypatch.setattr(ade, "_after_train_iter", crash)
+    assert smoke(ade_root, tmp_path / "resumed") == 1  # failed record, checkpoint of iter 40 kept
+    monkeypatch.setattr(ade, "_after_train_iter", None)
+    assert smoke(ade_root, tmp_path / "resumed") == 0
+    done = [r for r in records(tmp_path / "resumed") if r["status"]["state"] == "completed"]
+    assert [r["artifacts"]["resumed_from_iter"] for r in done] == ["40"]
+    for name in ("mIoU", "mAcc", "aAcc"):  # the resumed run repeats the uninterrupted one
+        assert done[0]["metrics"][name]["value"] == metrics[name]["value"]
+
+
+def test_resume_refuses_a_work_dir_of_another_configuration(ade_root, tmp_path):
+    work = tmp_path / "work"
+    assert (
+        smoke(ade_root, tmp_path / "a", "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=20")
+        == 0
+    )
+    rc = smoke(ade_root, tmp_path / "b", "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=30")
+    assert rc == 1
+    (failed,) = records(tmp_path / "b")
+    assert "another configuration" in failed["status"]["error"]["message"]
+    extra = ["--work-dir", str(work), "--no-resume", "--cfg-options", "train_cfg.max_iters=30"]
+    assert smoke(ade_root, tmp_path / "c", *extra) == 0
+
+
+def test_bad_inputs_stop_before_anything_runs(ade_root, tmp_path, capsys):
+    assert smoke(tmp_path / "nowhere", tmp_path / "out") == 2
+    assert "not an ADE20K root" in capsys.readouterr().err
+    broken = tmp_path / "broken"
+    for split in ("training", "validation"):
+        (broken / "images" / split).mkdir(parents=True)
+        (broken / "annotations" / split).mkdir(parents=True)
+        (broken / "images" / split / "a.jpg").write_bytes(b"")
+    assert smoke(broken, tmp_path / "out") == 2
+    assert "do not pair up" in capsys.readouterr().err
+    assert not list((tmp_path / "out").glob("*.json"))
+    argv = ["run", "--backbone", BACKBONE, "--task", "imagenet-knn", "--cfg-options", "a=1"]
+    assert main(argv) == 2
+    assert "--cfg-options is for the mmengine tasks" in capsys.readouterr().err
+
+
+def test_miou_equals_mmseg_iou_metric_on_the_same_predictions():
+    from mmengine.structures import PixelData
+    from mmseg.evaluation import IoUMetric
+    from mmseg.structures import SegDataSample
+
+    from harmony_bench.dense.seg_metric import PerClassIoUMetric
+
+    classes = tuple(f"class{i}" for i in range(6))
+    rng = np.random.default_rng(0)
+    samples = []
+    for _ in range(5):
+        gt = torch.from_numpy(rng.integers(0, 6, (1, 24, 32)))
+        gt[:, :4] = 255  # ignored pixels
+        pred = torch.where(
+            torch.from_numpy(rng.random((1, 24, 32)) < 0.6),
+            gt.clamp(max=5),
+            torch.from_numpy(rng.integers(0, 6, (1, 24, 32))),
+        )
+        sample = SegDataSample(gt_sem_seg=PixelData(data=gt), pred_sem_seg=PixelData(data=pred))
+        samples.append(sample.to_dict())
+    ours, reference = PerClassIoUMetric(), IoUMetric()
+    for metric in (ours, reference):
+        metric.dataset_meta = {"classes": classes}
+        metric.process({}, samples)
+    got, want = ours.evaluate(len(samples)), reference.evaluate(len(samples))
+    assert got == want  # aAcc, mIoU, mAcc: mmseg's own numbers
+    gts = np.concatenate([s["gt_sem_seg"]["data"].numpy().ravel() for s in samples])
+    preds = np.concatenate([s["pred_sem_seg"]["data"].numpy().ravel() for s in samples])
+    keep = gts != 255
+    for i, name in enumerate(classes):
+        inter = np.sum((gts == i) & (preds == i) & keep)
+        union = np.sum(((gts == i) | (preds == i)) & keep)
+        assert ours.per_class[name]["IoU"] == pytest.approx(round(100 * inter / union, 2), abs=0.01)
+    assert np.mean([ours.per_class[c]["IoU"] for c in classes]) == pytest.approx(got["mIoU"], abs=0.02)
+    counts = np.bincount(gts[keep], minlength=6)
+    assert ours.constant_baseline_mIoU == pytest.approx(round(100 * counts.max() / counts.sum() / 6, 2))
+    assert json.dumps(ours.per_class)  # plain data for the record
