@@ -50,11 +50,12 @@ def paper_config(size: str, card: str):
     return build_config(context)
 
 
-def test_paper_protocol_numbers_vit_s_and_b():
+def test_paper_protocol_numbers_vit_s_b_and_l(monkeypatch):
     s, b = paper_config("s", "ibot-vit-s16-in1k"), paper_config("b", "ibot-vit-b16-in1k")
     for cfg, width in ((s, 384), (b, 768)):
         assert cfg.crop_size == (512, 512) and cfg.train_cfg.max_iters == 160000
-        assert cfg.train_dataloader.batch_size * 4 == 16  # 4 GPUs x 4 images
+        assert cfg.total_batch_size == 16 and cfg.train_dataloader.batch_size == 16  # one process
+        assert cfg.optim_wrapper.paramwise_cfg.num_layers == 12
         assert cfg.optim_wrapper.optimizer.weight_decay == 0.05
         warmup, poly = cfg.param_scheduler
         assert (warmup.type, warmup.end, warmup.start_factor) == ("LinearLR", 1500, 1e-6)
@@ -73,6 +74,15 @@ def test_paper_protocol_numbers_vit_s_and_b():
     assert (s.optim_wrapper.optimizer.lr, s.optim_wrapper.paramwise_cfg.layer_decay_rate) == (3e-5, 0.9)
     assert (b.optim_wrapper.optimizer.lr, b.optim_wrapper.paramwise_cfg.layer_decay_rate) == (8e-4, 0.65)
     assert b.model.backbone.out_with_norm is True
+    large = paper_config("l", "ibot-vit-l16-in1k")  # Harmony's vit_large_512_ade20k_160k.py
+    assert large.model.backbone.out_indices == [7, 11, 15, 23] and large.model.backbone.drop_path_rate == 0.2
+    assert large.optim_wrapper.optimizer.lr == 2e-5 and large.model.decode_head.channels == 1024
+    assert dict(large.optim_wrapper.paramwise_cfg) == {"num_layers": 24, "layer_decay_rate": 0.65}
+    monkeypatch.setenv("WORLD_SIZE", "4")  # torchrun on 4 GPUs: 4 images each, still 16 per iteration
+    assert paper_config("b", "ibot-vit-b16-in1k").train_dataloader.batch_size == 4
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    with pytest.raises(ValueError, match="does not split over 3 processes"):
+        paper_config("b", "ibot-vit-b16-in1k")
 
 
 def test_protocol_show_prints_the_resolved_config(capsys):
@@ -81,6 +91,9 @@ def test_protocol_show_prints_the_resolved_config(capsys):
     assert "size s" in text and "lr=3e-05" in text and "layer_decay_rate=0.9" in text
     assert main(["protocol", "show", "ade20k", "--size", "l"]) == 0
     assert "".join(capsys.readouterr().out.split()).count("out_indices=[7,11,15,23,]") == 1
+    assert main(["protocol", "show", "ade20k", "--backbone", BACKBONE, "--preset", "smoke"]) == 0
+    text = "".join(capsys.readouterr().out.split())  # layer decay over the tiny ViT's own 2 blocks
+    assert "num_layers=2" in text and "total_batch_size=4" in text
 
 
 def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_path, monkeypatch):

@@ -63,36 +63,77 @@ def test_repeated_indices_and_out_with_norm(tiny_cards):
     assert (maps[0] - normed[0]).abs().max() <= 1e-6 and (maps[3] - normed[1]).abs().max() <= 1e-6
 
 
-def test_layer_decay_groups_follow_the_ibot_rule(tiny_cards):
+class _Segmentor(torch.nn.Module):
+    """What the constructor sees: ``backbone`` + a head (names as in an mmseg/mmdet model)."""
+
+    def __init__(self, backbone: torch.nn.Module):
+        super().__init__()
+        self.backbone = backbone
+        self.decode_head = torch.nn.Conv2d(32, 4, 1)
+
+
+def _groups(constructor_cfg: dict, model: torch.nn.Module) -> dict[int, tuple[float, float]]:
+    """``{id(param): (lr, weight_decay)}`` of the optimizer the constructor builds."""
+    from mmengine.registry import DefaultScope
+    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
+
+    optim = dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=1.0, weight_decay=0.05))
+    # an earlier mmdet run in this process leaves "mmdet" as the default scope, whose constructor of
+    # the same name is ConvNeXt-only: look names up in mmseg's registry explicitly
+    with DefaultScope.overwrite_default_scope("mmseg"):
+        constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(dict(optim_wrapper_cfg=optim, **constructor_cfg))
+    wrapper = constructor(model)
+    return {id(p): (g["lr"], g["weight_decay"]) for g in wrapper.optimizer.param_groups for p in g["params"]}
+
+
+def test_layer_decay_equals_mmseg_beit_constructor_on_the_same_parameters(tiny_cards):
+    """Our timm-name rule gives every parameter the lr and weight decay mmseg's BEiT rule gives it.
+
+    mmseg's ``LearningRateDecayOptimizerConstructor`` (BEiT's, which iBOT's configs use) only knows
+    ``backbone.layers.N`` names under a class called ``*MAE*``/``*BEiT*``; a view of the same parameter
+    objects under those names lets it run on our backbone, and the two optimizers are compared param by param.
+    """
     from harmony_bench.dense import register_into
     from harmony_bench.dense.adapter import RegistryBackbone
 
     register_into("mmseg")
-    from mmseg.registry import OPTIM_WRAPPER_CONSTRUCTORS
+    ours = _Segmentor(RegistryBackbone(tiny_cards["ibot"], out_indices=[0, 1, 2, 3]))
+    vit = ours.backbone.model
 
-    class Segmentor(torch.nn.Module):
+    class MAEView(torch.nn.Module):  # mmseg's names for the same parameter objects
         def __init__(self):
             super().__init__()
-            self.backbone = RegistryBackbone(tiny_cards["ibot"], out_indices=[0, 1, 2, 3])
-            self.decode_head = torch.nn.Conv2d(32, 4, 1)
+            self.cls_token, self.pos_embed = vit.cls_token, vit.pos_embed
+            self.patch_embed, self.layers, self.norm = vit.patch_embed, vit.blocks, vit.norm
 
-    model = Segmentor()
-    constructor = OPTIM_WRAPPER_CONSTRUCTORS.build(
+    reference = _Segmentor(MAEView())
+    reference.decode_head = ours.decode_head
+    decay = dict(num_layers=4, layer_decay_rate=0.5)
+    got = _groups(dict(type="TimmLayerDecayOptimizerConstructor", paramwise_cfg=decay), ours)
+    want = _groups(
         dict(
-            type="TimmLayerDecayOptimizerConstructor",
-            optim_wrapper_cfg=dict(
-                type="OptimWrapper", optimizer=dict(type="AdamW", lr=1.0, weight_decay=0.05)
-            ),
-            paramwise_cfg=dict(num_layers=4, layer_decay_rate=0.5),
-        )
+            type="LearningRateDecayOptimizerConstructor",
+            paramwise_cfg=dict(num_layers=4, decay_rate=0.5, decay_type="layer_wise"),
+        ),
+        reference,
     )
-    wrapper = constructor(model)
-    by_name = {n: g for g in wrapper.optimizer.param_groups for n in g["param_names"]}
-    assert by_name["backbone.model.pos_embed"]["lr"] == pytest.approx(0.5**5)  # layer 0 of 0..5
-    assert by_name["backbone.model.pos_embed"]["weight_decay"] == 0.0
-    assert by_name["backbone.model.blocks.0.attn.qkv.weight"]["lr"] == pytest.approx(0.5**4)
-    assert by_name["backbone.model.blocks.0.attn.qkv.weight"]["weight_decay"] == 0.05
-    assert by_name["backbone.model.blocks.3.mlp.fc1.bias"]["weight_decay"] == 0.0
-    assert by_name["backbone.model.norm.weight"]["lr"] == pytest.approx(1.0)
-    assert by_name["decode_head.weight"]["lr"] == pytest.approx(1.0)
-    assert sum(len(g["params"]) for g in wrapper.optimizer.param_groups) == len(list(model.parameters()))
+    assert len(got) == len(list(ours.parameters())) and got.keys() == want.keys()
+    for param_id, (lr, wd) in want.items():
+        assert got[param_id] == (pytest.approx(lr), wd)
+    by_name = {name: got[id(p)] for name, p in ours.named_parameters()}
+    assert by_name["backbone.model.pos_embed"] == (pytest.approx(0.5**5), 0.05)  # decayed, as BEiT runs it
+    assert by_name["backbone.model.blocks.3.mlp.fc1.bias"] == (pytest.approx(0.5), 0.0)
+    assert by_name["decode_head.weight"] == (1.0, 0.05)
+
+
+def test_layer_decay_refuses_fewer_layers_than_blocks(tiny_cards):
+    from harmony_bench.dense import register_into
+    from harmony_bench.dense.adapter import RegistryBackbone
+
+    register_into("mmseg")
+    model = _Segmentor(RegistryBackbone(tiny_cards["ibot"], out_indices=[0, 1, 2, 3]))
+    cfg = dict(
+        type="TimmLayerDecayOptimizerConstructor", paramwise_cfg=dict(num_layers=2, layer_decay_rate=0.5)
+    )
+    with pytest.raises(ValueError, match="num_layers is 2"):
+        _groups(cfg, model)

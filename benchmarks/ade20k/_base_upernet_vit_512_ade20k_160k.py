@@ -8,6 +8,9 @@ crop_size = (512, 512)  # 512x512 crops (vit_*_512_ade20k_160k.py)
 num_classes = 150  # ADE20K SceneParsing classes; label 0 = "other" is ignored (reduce_zero_label)
 norm_cfg = dict(type="SyncBN", requires_grad=True)  # iBOT: SyncBN in the neck and both heads
 embed_dim = 768  # set per size
+# 16 images per iteration: 4 GPUs x 4 (Harmony README command) = 8 x 2 (iBOT configs' samples_per_gpu=2).
+# harmony-bench sets train_dataloader.batch_size = total_batch_size / number of processes.
+total_batch_size = 16
 
 data_preprocessor = dict(
     type="SegDataPreProcessor",
@@ -80,7 +83,7 @@ test_pipeline = [
     dict(type="PackSegInputs"),
 ]
 train_dataloader = dict(
-    batch_size=4,  # per GPU; 4 GPUs x 4 = 16 in total (Harmony README command)
+    batch_size=total_batch_size,  # per process: total_batch_size / WORLD_SIZE, set at run time
     num_workers=4,
     persistent_workers=True,
     sampler=dict(type="InfiniteSampler", shuffle=True),

@@ -14,6 +14,8 @@ EXAMPLES = """  harmony-bench protocol show ade20k --size s   # the mmengine con
   harmony-bench protocol show ade20k --size b > vit_b.py  # diff against iBOT's vit_base_512_ade20k_160k.py
   harmony-bench protocol show ade20k --backbone vit-tiny-random --preset smoke
   harmony-bench protocol show imagenet-finetune --preset paper-vit-s
+  harmony-bench protocol show coco --size s --detector mask-rcnn
+  harmony-bench protocol show coco --size b --set schedule=3x   # iBOT's 36-epoch cascade config
 """
 # The card a protocol is shown for when none is named: the iBOT ViT of that size (ImageNet mean/std).
 SIZE_CARDS = {"s": "ibot-vit-s16-in1k", "b": "ibot-vit-b16-in1k", "l": "ibot-vit-l16-in1k"}
@@ -28,6 +30,7 @@ def register(subparsers: Any) -> None:
     show.add_argument("--size", choices=sorted(SIZE_CARDS), help="model size (tasks with per-size protocols)")
     show.add_argument("--backbone", help="card to resolve for (default: the iBOT ViT of --size, or ViT-B)")
     show.add_argument("--preset")
+    show.add_argument("--detector", choices=["mask-rcnn", "cascade-mask-rcnn"], help="coco: which detector")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     show.set_defaults(func=run)
 
@@ -45,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_overrides(args.overrides)
     if args.size:
         overrides = deep_merge(overrides, {"size": args.size})
+    if args.detector:
+        overrides = deep_merge(overrides, {"detector": args.detector})
     config = spec.resolve_config(args.preset, overrides)
     card = get_card(args.backbone or SIZE_CARDS[args.size or "b"])
     options = RunOptions(preset=args.preset, overrides=overrides)

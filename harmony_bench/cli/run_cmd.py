@@ -15,6 +15,8 @@ EXAMPLES = """  harmony-bench run --backbone vit-tiny-random --task ade20k --pre
   harmony-bench run --backbone ibot-vit-b16-in1k --task imagenet-knn --data-root /data/imagenet
   harmony-bench run --backbone mae-vit-b16-in1k --task coco --checkpoint ~/ckpt/mae_pretrain_vit_base.pth \\
       --data-root /data/coco --preset paper --seed 1 --output results/records
+  harmony-bench run --backbone vit-tiny-random --task coco --detector mask-rcnn --preset smoke \\
+      --data-root /tmp/coco
   harmony-bench run ... --set optim.lr=1e-4 --set train.batch_size=8   # override protocol values
 """
 
@@ -64,6 +66,11 @@ def register(subparsers: Any) -> None:
         help="mmengine config overrides for the dense tasks (ade20k, coco), applied last, e.g. "
         "model.decode_head.channels=512 train_dataloader.batch_size=2",
     )
+    parser.add_argument(
+        "--detector",
+        choices=["mask-rcnn", "cascade-mask-rcnn"],
+        help="coco only: the detector (default: the protocol's cascade-mask-rcnn, the iBOT/Harmony one)",
+    )
     parser.set_defaults(func=run)
 
 
@@ -87,6 +94,10 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides = parse_overrides(args.overrides)
     if args.resume is not None:
         overrides = deep_merge(overrides, {"checkpointing": {"resume": args.resume}})
+    if getattr(args, "detector", None):
+        if "detector" not in get_task(args.task).config:
+            raise ValueError(f"--detector is for the coco task, not {args.task!r}")
+        overrides = deep_merge(overrides, {"detector": args.detector})
     if args.cfg_options:
         if "cfg_options" not in get_task(args.task).config:
             raise ValueError(

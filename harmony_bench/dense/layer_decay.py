@@ -4,7 +4,12 @@ mmseg's ``LayerDecayOptimizerConstructor`` only recognises its own BEiT/MAE/Conv
 their ``layers.N`` names; our backbone is a timm model under ``backbone.model``, with ``blocks.N``.
 The rule is iBOT's/BEiT's: patch embed, position embedding, class token → layer 0, block i → i + 1,
 everything else (final norm, neck, heads) → the top (scale 1); lr scale = decay ** (top − layer).
-No weight decay on 1-D parameters (norms, biases), the position embedding and the class token.
+Tokens and pre-norm that timm adds (DINOv2 registers, CLIP's ``norm_pre``) sit before block 0: layer 0.
+Swin's stages (``layers.N``) count as blocks (stage-wise decay, ``num_layers = 4``).
+
+Weight decay is off for 1-D parameters and biases only, as the iBOT/BEiT/mmseg code runs: their extra
+test ``name in ('pos_embed', 'cls_token')`` never matches a segmentor's ``backbone.pos_embed`` names,
+so the position embedding and class token are decayed; we keep that to reproduce the protocol.
 """
 
 from __future__ import annotations
@@ -15,13 +20,9 @@ from typing import Any
 from mmengine.optim import DefaultOptimWrapperConstructor
 
 _BLOCK = re.compile(r"^backbone\.model\.(?:blocks|layers)\.(\d+)\.")
-_STEM = ("backbone.model.patch_embed", "backbone.model.pos_embed", "backbone.model.cls_token")
-_NO_DECAY_NAMES = (
-    "pos_embed",
-    "cls_token",
-    "reg_token",
-    "absolute_pos_embed",
-    "relative_position_bias_table",
+_STEM = tuple(
+    f"backbone.model.{name}"
+    for name in ("patch_embed", "pos_embed", "cls_token", "reg_token", "mask_token", "norm_pre")
 )
 
 
@@ -46,8 +47,13 @@ class TimmLayerDecayOptimizerConstructor(DefaultOptimWrapperConstructor):
         for name, param in module.named_parameters():
             if not param.requires_grad:
                 continue
-            no_decay = param.ndim == 1 or name.endswith(_NO_DECAY_NAMES)
+            no_decay = param.ndim == 1 or name.endswith(".bias")
             layer = layer_id(name, num_layers)
+            if layer > num_layers and _BLOCK.match(name):
+                raise ValueError(
+                    f"{name} is in block {layer - 1} but paramwise_cfg.num_layers is {num_layers}: "
+                    "set num_layers to the backbone's depth"
+                )
             key = f"layer_{layer}_{'no_decay' if no_decay else 'decay'}"
             if key not in groups:
                 scale = decay_rate ** (num_layers + 1 - layer)

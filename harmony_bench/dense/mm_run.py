@@ -44,6 +44,8 @@ def _plain(value: Any) -> Any:
     """YAML lists → tuples where mmengine expects sizes; mappings stay mappings."""
     if isinstance(value, list) and all(isinstance(v, (int, float)) for v in value):
         return tuple(value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
     if isinstance(value, dict):
         return {k: _plain(v) for k, v in value.items()}
     return value

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from harmony_bench.runner import TaskContext
 
 SIZE_DEPTH = {"s": 12, "b": 12, "l": 24}
+NAME_DEPTH = (("tiny", 12), ("small", 12), ("base", 12), ("large", 24), ("huge", 32), ("giant", 40))
 SIZE_OF_WIDTH = ((384, "s"), (768, "b"))  # widths up to 384 use the ViT-S protocol, up to 768 ViT-B, then L
 
 
@@ -40,18 +41,31 @@ def backbone_width(context: TaskContext) -> int:
     return 768
 
 
+def backbone_depth(context: TaskContext, size: str) -> int:
+    """The ViT's number of blocks (the card's override, else timm's naming, else the size's)."""
+    overrides = context.card.architecture.get("overrides", {})
+    if overrides.get("depth"):
+        return int(overrides["depth"])
+    name = f"_{context.card.architecture['timm_model']}_"
+    return next((depth for key, depth in NAME_DEPTH if f"_{key}_" in name), SIZE_DEPTH[size])
+
+
 def out_indices(context: TaskContext, size: str, default: list[int]) -> list[int]:
     """The config's indices, the size file's, or evenly spaced ones for a shallower backbone."""
     if context.config.get("out_indices"):
         return list(context.config["out_indices"])
-    depth = int(context.card.architecture.get("overrides", {}).get("depth") or SIZE_DEPTH[size])
+    depth = backbone_depth(context, size)
     if max(default) < depth:
         return default
     return [max(round((k + 1) * depth / 4) - 1, 0) for k in range(4)]
 
 
 def configure_backbone(cfg: Any, context: TaskContext, size: str) -> list[int]:
-    """Card, checkpoint, indices and the card's mean/std into ``cfg``; return the neck's input widths."""
+    """Card, checkpoint, indices, mean/std and layer-decay depth into ``cfg``; return the neck's input widths.
+
+    The layer-decay depth is the backbone's own (12 for ViT-S/B, 24 for ViT-L, 4 stages for Swin), so a
+    smaller test backbone or a deeper one under the same size file still gets one lr scale per block.
+    """
     backbone = cfg.model.backbone
     backbone.backbone = context.card.name
     backbone.checkpoint = context.options.checkpoint
@@ -59,23 +73,49 @@ def configure_backbone(cfg: Any, context: TaskContext, size: str) -> list[int]:
     pre = context.card.preprocessing
     cfg.model.data_preprocessor.mean = [255 * m for m in pre["mean"]]
     cfg.model.data_preprocessor.std = [255 * s for s in pre["std"]]
+    decay = cfg.get("optim_wrapper", {}).get("paramwise_cfg", {})
     if context.card.family == "swin":  # four stages of doubling width, no ViT pyramid
         backbone.out_indices = [0, 1, 2, 3]
+        if "num_layers" in decay:
+            decay.num_layers = 4
         width = int(context.card.architecture.get("overrides", {}).get("embed_dim", 128))
         return [width * 2**i for i in range(4)]
     backbone.out_indices = out_indices(context, size, list(backbone.out_indices))
+    if "num_layers" in decay:
+        decay.num_layers = backbone_depth(context, size)
     return [backbone_width(context)] * 4
 
 
 def finish(cfg: Any, context: TaskContext) -> None:
-    """Run settings, then the preset's and the user's ``cfg_options`` (applied last)."""
+    """Run settings, then the preset's and the user's ``cfg_options`` (applied last).
+
+    A config with a top-level ``total_batch_size`` (the protocol's images per iteration) gets
+    ``train_dataloader.batch_size`` = that total over the number of processes, so 1, 4 or 8 GPUs all
+    train the protocol's batch, unless ``cfg_options`` set ``train_dataloader.batch_size`` itself.
+    """
     from harmony_bench.dense.mm_run import apply_amp, apply_cfg_options, launcher
 
     cfg.work_dir = str(context.work_dir)
     cfg.randomness = dict(seed=context.options.seed, deterministic=False)
     cfg.launcher = launcher()
     apply_amp(cfg, context.config["amp"])
-    apply_cfg_options(cfg, context.config.get("cfg_options") or {})
+    options = context.config.get("cfg_options") or {}
+    apply_cfg_options(cfg, options)
+    if "total_batch_size" in cfg and "train_dataloader.batch_size" not in options:
+        cfg.train_dataloader.batch_size = per_process_batch(int(cfg.total_batch_size))
+
+
+def per_process_batch(total: int) -> int:
+    """``total`` images per iteration split over ``WORLD_SIZE`` processes (torchrun / Slurm)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    per_process, rest = divmod(total, world)
+    if rest or not per_process:
+        raise ValueError(
+            f"the protocol's batch of {total} images does not split over {world} processes: run on a "
+            f"number of GPUs that divides {total}, or set the per-GPU batch with "
+            "--cfg-options train_dataloader.batch_size=N (this changes the protocol)"
+        )
+    return per_process
 
 
 def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = None) -> tuple[dict, Any, int]:
@@ -93,7 +133,13 @@ def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = No
     device = "cuda" if torch.cuda.is_available() else "cpu"
     identity = run_identity(context, root, world, device)
     cfg.resume = guard_resume(context.work_dir, identity, bool(context.config["checkpointing"]["resume"]))
-    return train_and_evaluate(cfg, after_train_iter)
+    threads, previous = context.config.get("cpu_threads"), torch.get_num_threads()
+    if threads and device == "cpu":  # tiny smoke models: thread barriers cost more than they save
+        torch.set_num_threads(int(threads))
+    try:
+        return train_and_evaluate(cfg, after_train_iter)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def dump_config(cfg: Any, work_dir: Path) -> str:

@@ -26,9 +26,7 @@ OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes"}
 
 # Tasks the suite will support but whose protocols have not landed yet.  `run`
 # answers these with "not available yet" instead of "unknown task".
-PLANNED_TASKS: dict[str, str] = {
-    "coco": "COCO detection and instance segmentation with (Cascade) Mask R-CNN (mmdetection)",
-}
+PLANNED_TASKS: dict[str, str] = {}
 
 
 class TaskNotAvailableError(LookupError):

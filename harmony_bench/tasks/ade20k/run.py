@@ -20,13 +20,14 @@ _after_train_iter = None
 
 
 def preflight(context: TaskContext) -> None:
-    """Reject a missing or mis-laid dataset and an unknown size before anything runs."""
+    """Reject a missing or mis-laid dataset, an unknown size or a config that cannot be built, up front."""
     resolve_root(context.options.data_root)
     size = protocol.resolve_size(context)
     if size not in context.config["mm_config"]:
         raise ValueError(
             f"ade20k size must be one of {sorted(context.config['mm_config'])} or auto, got {size!r}"
         )
+    build_config(context)  # e.g. a batch that does not split over the processes, a bad --cfg-options key
 
 
 def build_config(context: TaskContext, root: Path | None = None) -> Any:

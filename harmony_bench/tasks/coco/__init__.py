@@ -1,0 +1,1 @@
+"""COCO detection and instance segmentation with (Cascade) Mask R-CNN through mmdetection 3.x."""
