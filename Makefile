@@ -10,8 +10,10 @@ PYTEST_ARGS ?=
 install:
 	bash scripts/install.sh
 
+# The demo suite (benchmarks/suites/demo.yaml): synthetic data, every smoke task, table + leaderboard
+# under results/synthetic/demo/ (a rerun resumes; delete that directory to start over).
 demo: install
-	$(VENV)/bin/harmony-bench demo
+	$(VENV)/bin/harmony-bench suite run demo
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

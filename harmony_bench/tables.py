@@ -1,94 +1,414 @@
 """Result records → a backbone × task comparison table (pandas does the grouping).
 
-A cell aggregates the records of one backbone, one task, one protocol version
-and one kind of data (real or synthetic) — those are never mixed, because a
-number is only comparable with numbers measured the same way.  Cells show
-mean ± std over seeds and the seed count.
+A cell aggregates the records of one backbone *checkpoint* (a card's weights,
+identified by their sha256), one task, one protocol version, one preset and
+one kind of data (real or synthetic) — those are never mixed, because a
+number is only comparable with numbers measured the same way: a smoke preset
+is not a paper run, and two checkpoints of one card are two models.  A card
+whose records come from more than one checkpoint gets one row per checkpoint
+(``card@sha8``).
+
+Cells show mean ± std over seeds with the seed count, and how many runs of
+the cell failed (a failed run is not a seed, but hiding it would flatter the
+cell).  A seed that was run twice (a rerun) counts once: the newest completed
+record of each seed is kept and the others are dropped, with a note saying
+how many — averaging a seed with itself would shrink the std and inflate n.
+The best mean of each column is marked, using the metric's own
+``higher_is_better``.
 """
 
 from __future__ import annotations
 
+import html
+import json
+import re
+from collections.abc import Iterator, Mapping
+from pathlib import PurePath
 from typing import Any
 
 import pandas as pd
 
-from harmony_bench.results import flatten_metrics
+from harmony_bench.results import is_metric_leaf
 
-KEY_COLUMNS = ["backbone", "task", "protocol_version", "synthetic"]
+KEY_COLUMNS = ["backbone", "checkpoint", "task", "protocol_version", "preset", "synthetic"]
+DEDUPE_KEYS = [*KEY_COLUMNS, "seed"]
+COLUMN_KEYS = ["task", "metric", "protocol_version", "preset", "synthetic"]  # one table column
+DIMENSIONS = ("backbone", "task", "metric")
+FORMATS = ("md", "latex", "csv", "html", "json")
+FRAME_COLUMNS = [
+    *KEY_COLUMNS,
+    "checkpoint_label",
+    "seed",
+    "state",
+    "metric",
+    "value",
+    "higher_is_better",
+    "path",
+    "record_id",
+    "end",
+]
+RANDOM_INIT = "random-init"
+_LATEX_SPECIAL = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "±": r"$\pm$",
+    "—": "--",
+}
+_LATEX_PATTERN = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIAL))
+
+
+# --------------------------------------------------------------------------- ordering
+
+
+def natural_key(text: object) -> tuple[tuple[int, Any], ...]:
+    """Sort key that orders digit runs as numbers: ``v9`` < ``v10``, ``1.9`` < ``1.10``.
+
+    Labels carry protocol versions, and plain text order would put ``v10``
+    before ``v9``.  Each part is tagged so numbers and words never compare.
+    """
+    parts = re.findall(r"\d+|\D+", str(text))
+    return tuple((0, int(p)) if p[0].isdecimal() else (1, p) for p in parts)
+
+
+def version_key(version: object) -> tuple[int, Any]:
+    """Sort key for protocol versions: PEP 440 / semver order when ``packaging`` parses it.
+
+    ``"10"`` must sort after ``"9"`` and ``"1.0rc1"`` before ``"1.0"``; a
+    version ``packaging`` cannot parse (or a missing ``packaging``) falls back
+    to :func:`natural_key`, and sorts after every parseable one.
+    """
+    try:
+        from packaging.version import InvalidVersion, Version
+    except ImportError:  # pragma: no cover - packaging comes with matplotlib
+        return (1, natural_key(version))
+    try:
+        return (0, Version(str(version)))
+    except InvalidVersion:
+        return (1, natural_key(version))
+
+
+# --------------------------------------------------------------------------- records → frame
+
+
+def metric_leaves(metrics: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, Any, bool]]:
+    """``(dotted name, value, higher_is_better)`` for every leaf of a record's nested metrics."""
+    for name, node in metrics.items():
+        if is_metric_leaf(node):
+            yield f"{prefix}{name}", node.get("value"), bool(node.get("higher_is_better", True))
+        elif isinstance(node, Mapping):
+            yield from metric_leaves(node, f"{prefix}{name}.")
+
+
+def is_headline_metric(name: str) -> bool:
+    """Default table metrics: top-level leaves, plus a group's ``AP`` (COCO's ``bbox.AP``, ``segm.AP``)."""
+    parts = str(name).split(".")
+    return len(parts) == 1 or (len(parts) == 2 and parts[1] == "AP")
+
+
+def checkpoint_identity(checkpoint: Mapping[str, Any]) -> tuple[str, str]:
+    """``(identity, short label)`` of a record's weights: the sha256, else the source, else random init.
+
+    The sha256 is what makes two runs "the same model"; a record without one
+    (weights that were not a local file) falls back to where they came from.
+    """
+    sha, source = checkpoint.get("sha256"), checkpoint.get("source")
+    if sha:
+        return str(sha), str(sha)[:8]
+    if source:
+        return f"source:{source}", PurePath(str(source)).name or str(source)
+    return RANDOM_INIT, RANDOM_INIT
+
+
+def _base_row(record: dict[str, Any]) -> dict[str, Any]:
+    checkpoint, label = checkpoint_identity(record["backbone"]["checkpoint"])
+    return {
+        "backbone": record["backbone"]["name"],
+        "checkpoint": checkpoint,
+        "checkpoint_label": label,
+        "task": record["task"]["name"],
+        "protocol_version": record["task"]["protocol_version"],
+        "preset": record["task"].get("preset") or "",  # "" (no preset) groups and merges like any value
+        "synthetic": bool(record["dataset"]["synthetic"]),
+        "seed": record["seed"],
+        "state": record["status"]["state"],
+        "path": record.get("_path"),
+        "record_id": record["record_id"],
+        "end": record["timing"]["end"],  # fixed-width ISO UTC: text order is time order
+    }
 
 
 def records_to_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
-    """Long format: one row per (record, metric) of completed records."""
+    """Long format: one row per (record, metric); a failed record is one row with no metric."""
     rows = []
     for record in records:
-        if record["status"]["state"] != "completed":
+        base = _base_row(record)
+        if base["state"] != "completed":
+            rows.append({**base, "metric": None, "value": None, "higher_is_better": None})
             continue
-        for metric, value in flatten_metrics(record["metrics"]).items():
-            rows.append(
-                {
-                    "backbone": record["backbone"]["name"],
-                    "task": record["task"]["name"],
-                    "protocol_version": record["task"]["protocol_version"],
-                    "synthetic": bool(record["dataset"]["synthetic"]),
-                    "seed": record["seed"],
-                    "metric": metric,
-                    "value": value,
-                }
-            )
-    return pd.DataFrame(rows, columns=[*KEY_COLUMNS, "seed", "metric", "value"])
+        for name, value, higher in metric_leaves(record["metrics"]):
+            rows.append({**base, "metric": name, "value": value, "higher_is_better": higher})
+    return pd.DataFrame(rows, columns=FRAME_COLUMNS)
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def drop_duplicate_runs(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep only the newest completed record per cell × seed; return the frame and how many were dropped.
+
+    A rerun of a seed (same backbone checkpoint, task, protocol version,
+    preset, data kind and seed) replaces the earlier run rather than counting
+    as another seed.  Failed runs are left alone: they are counted, never
+    averaged, and the table shows them.
+    """
+    done = frame["state"] == "completed"
+    runs = frame.loc[done, [*DEDUPE_KEYS, "record_id", "end"]].drop_duplicates("record_id")
+    newest = runs.sort_values(["end", "record_id"]).drop_duplicates(DEDUPE_KEYS, keep="last")
+    dropped = len(runs) - len(newest)
+    return frame[~done | frame["record_id"].isin(newest["record_id"])], dropped
+
+
+def _failed_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    failed = frame[frame["state"] != "completed"]
+    return failed.groupby(KEY_COLUMNS, dropna=False).size().rename("failed").reset_index()
+
+
+def _record_paths(values: pd.Series) -> list[str]:
+    return sorted({p for p in values if isinstance(p, str)})
+
+
+def backbone_labels(summary: pd.DataFrame) -> pd.Series:
+    """Row label per summary row: the card name, or ``card@sha8`` when the card has several checkpoints."""
+    several = summary.groupby("backbone")["checkpoint"].transform("nunique") > 1
+    tagged = summary["backbone"].astype(str) + "@" + summary["checkpoint_label"].astype(str)
+    return tagged.where(several, summary["backbone"].astype(str))
 
 
 def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataFrame:
-    """Mean, std and seed count per backbone × task × protocol × data kind × metric."""
-    if metrics:
-        frame = frame[frame["metric"].isin(metrics)]
-    else:  # default: top-level metrics only (per-class groups would swamp the table)
-        frame = frame[~frame["metric"].str.contains(".", regex=False)]
-    grouped = frame.groupby([*KEY_COLUMNS, "metric"], dropna=False)["value"]
-    return grouped.agg(mean="mean", std="std", seeds="count").reset_index()
+    """Mean, std, seed count, failed-run count and best flag per cell × metric.
+
+    ``metrics`` picks metrics by dotted name; by default only top-level
+    metrics are shown (per-class groups would swamp the table).  The number of
+    duplicate runs dropped is in ``summary.attrs["duplicates_dropped"]``.
+    """
+    frame, dropped = drop_duplicate_runs(frame)
+    done = frame[frame["state"] == "completed"]
+    keep = done["metric"].isin(metrics) if metrics else done["metric"].map(is_headline_metric)
+    done = done[keep.astype(bool)]
+    done = done[done["value"].notna()]
+    columns = [*KEY_COLUMNS, "backbone_label", "metric", "mean", "std", "seeds", "failed"]
+    columns += ["higher_is_better", "records"]
+    if done.empty:
+        summary = pd.DataFrame(columns=[*columns, "best"])
+    else:
+        grouped = done.groupby([*KEY_COLUMNS, "metric"], dropna=False)
+        summary = grouped.agg(
+            checkpoint_label=("checkpoint_label", "first"),
+            mean=("value", "mean"),
+            std=("value", "std"),
+            seeds=("seed", "nunique"),
+            higher_is_better=("higher_is_better", "first"),
+            records=("path", _record_paths),
+        ).reset_index()
+        summary = summary.merge(_failed_counts(frame), on=KEY_COLUMNS, how="left")
+        summary["failed"] = summary["failed"].fillna(0).astype(int)
+        summary["backbone_label"] = backbone_labels(summary)
+        summary = mark_best(summary[columns], COLUMN_KEYS)
+    summary.attrs["duplicates_dropped"] = dropped
+    return summary
 
 
-def format_cell(mean: float, std: float, seeds: int) -> str:
-    """``81.20 ± 0.15 (n=3)``; a single seed shows no spread."""
-    if seeds > 1 and pd.notna(std):
-        return f"{mean:.2f} ± {std:.2f} (n={seeds})"
-    return f"{mean:.2f} (n={seeds})"
+def mark_best(summary: pd.DataFrame, column_keys: list[str]) -> pd.DataFrame:
+    """Flag the best mean among the cells that share ``column_keys`` (one table column)."""
+    best = []
+    for _, group in summary.groupby(column_keys, dropna=False, sort=False):
+        higher = bool(group["higher_is_better"].iloc[0])
+        target = group["mean"].max() if higher else group["mean"].min()
+        best += [(index, len(group) > 1 and value == target) for index, value in group["mean"].items()]
+    flags = dict(best)
+    return summary.assign(best=[flags[i] for i in summary.index])
 
 
-def pivot(summary: pd.DataFrame) -> pd.DataFrame:
-    """Rows = backbone, columns = task / metric [protocol, data kind]."""
+def table_notes(summary: pd.DataFrame) -> list[str]:
+    """Footnotes a reader needs to trust the table (today: duplicate runs that were dropped)."""
+    dropped = int(summary.attrs.get("duplicates_dropped", 0))
+    if not dropped:
+        return []
+    runs = "run" if dropped == 1 else "runs"
+    return [f"{dropped} duplicate {runs} of an already-recorded seed dropped (the newest record is kept)"]
+
+
+# --------------------------------------------------------------------------- display
+
+
+def format_cell(mean: float, std: float, seeds: int, failed: int = 0) -> str:
+    """``81.20 ± 0.15 (n=3)``; a single seed shows no spread; failed runs are counted."""
+    text = f"{mean:.2f} ± {std:.2f}" if seeds > 1 and pd.notna(std) else f"{mean:.2f}"
+    extra = f", {failed} failed" if failed else ""
+    return f"{text} (n={seeds}{extra})"
+
+
+def measurement_tag(row: Mapping[str, Any]) -> str:
+    """``[v2, paper, synthetic]``: what makes two cells of one task incomparable, in one bracket."""
+    parts = [
+        f"v{row['protocol_version']}",
+        str(row.get("preset") or ""),
+        "synthetic" if row["synthetic"] else "",
+    ]
+    return "[" + ", ".join(p for p in parts if p) + "]"
+
+
+def cell_labels(row: Mapping[str, Any], rows: str, cols: str) -> tuple[str, str]:
+    """``(row label, column label)`` of a summary row.
+
+    The dimension that is neither rows nor columns joins the column label, and
+    the protocol version, preset and data kind go with the task, so cells
+    measured differently can never share a label (and hence a cell).
+    """
+    backbone = str(row.get("backbone_label") or row["backbone"])
+    parts = {"backbone": backbone, "task": str(row["task"]), "metric": str(row["metric"])}
+    rest = [parts[d] for d in DIMENSIONS if d not in (rows, cols)]
+    row_text, col_text = parts[rows], " / ".join([parts[cols], *rest])
+    tag = measurement_tag(row)
+    if rows == "task":
+        return f"{row_text} {tag}", col_text
+    return row_text, f"{col_text} {tag}"
+
+
+def pivot(summary: pd.DataFrame, rows: str = "backbone", cols: str = "task") -> pd.DataFrame:
+    """The display table: ``rows`` × ``cols`` (backbone/task/metric), cells as strings, best marked ``*``."""
+    if rows == cols or rows not in DIMENSIONS or cols not in DIMENSIONS:
+        raise ValueError(f"--rows and --cols must be two different ones of {', '.join(DIMENSIONS)}")
     if summary.empty:
         return pd.DataFrame()
-    summary = summary.assign(
-        cell=[
-            format_cell(m, s, n)
-            for m, s, n in zip(summary["mean"], summary["std"], summary["seeds"], strict=True)
-        ],
-        column=[
-            f"{t} / {m} [v{v}{', synthetic' if syn else ''}]"
-            for t, m, v, syn in zip(
-                summary["task"],
-                summary["metric"],
-                summary["protocol_version"],
-                summary["synthetic"],
-                strict=True,
-            )
-        ],
+    cells = [
+        format_cell(r["mean"], r["std"], r["seeds"], r["failed"]) + (" *" if r["best"] else "")
+        for _, r in summary.iterrows()
+    ]
+    labels = [cell_labels(r, rows, cols) for _, r in summary.iterrows()]
+    frame = summary.assign(cell=cells, row=[r for r, _ in labels], column=[c for _, c in labels])
+    if frame.duplicated(["row", "column"]).any():
+        raise ValueError(
+            f"--rows {rows} --cols {cols} would put two results in one cell; "
+            "pick --metric or rows/cols that include backbone and task"
+        )
+    table = frame.pivot(index="row", columns="column", values="cell").fillna("—")
+    table = table.reindex(
+        index=sorted(table.index, key=natural_key), columns=sorted(table.columns, key=natural_key)
     )
-    table = summary.pivot(index="backbone", columns="column", values="cell").fillna("—")
     table.columns.name = None
+    table.index.name = rows
     return table
 
 
-def render(table: pd.DataFrame, fmt: str) -> str:
-    """Render the pivoted table as markdown, CSV or JSON."""
+def _markdown(table: pd.DataFrame) -> str:
+    header = [str(table.index.name or ""), *table.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for idx, row in table.iterrows():
+        cells = [f"**{c[:-2]}**" if c.endswith(" *") else c for c in map(str, row)]
+        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
+    return "\n".join(lines)
+
+
+def latex_escape(text: str) -> str:
+    r"""Escape every LaTeX special character (``\ & % $ # _ { } ~ ^``) in one pass.
+
+    One pass, because replacing ``\`` by ``\textbackslash{}`` first and then
+    ``{``/``}`` would escape the braces the first replacement wrote.
+    """
+    return _LATEX_PATTERN.sub(lambda m: _LATEX_SPECIAL[m.group(0)], str(text))
+
+
+def _latex(table: pd.DataFrame) -> str:
+    header = [str(table.index.name or ""), *table.columns]
+    lines = [r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\toprule"]
+    lines.append(" & ".join(latex_escape(h) for h in header) + r" \\")
+    lines.append(r"\midrule")
+    for idx, row in table.iterrows():
+        cells = [
+            rf"\textbf{{{latex_escape(c[:-2])}}}" if c.endswith(" *") else latex_escape(c)
+            for c in map(str, row)
+        ]
+        lines.append(" & ".join([latex_escape(str(idx)), *cells]) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines)
+
+
+def _html(table: pd.DataFrame) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in [table.index.name or "", *table.columns])
+    body = []
+    for idx, row in table.iterrows():
+        cells = [
+            f"<td><strong>{html.escape(c[:-2])}</strong></td>"
+            if c.endswith(" *")
+            else f"<td>{html.escape(c)}</td>"
+            for c in map(str, row)
+        ]
+        body.append(f"<tr><th>{html.escape(str(idx))}</th>{''.join(cells)}</tr>")
+    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+
+
+def footnote(notes: list[str], fmt: str) -> str:
+    """The notes under a rendered table (md/html/latex); CSV and JSON stay machine-readable."""
+    if not notes or fmt not in ("md", "html", "latex"):
+        return ""
+    if fmt == "html":
+        return "".join(f"\n<p><small>Note: {html.escape(n)}.</small></p>" for n in notes)
+    if fmt == "latex":
+        return "".join(f"\n% Note: {latex_escape(n)}." for n in notes)
+    return "\n" + "".join(f"\nNote: {n}." for n in notes)
+
+
+def summary_json(summary: pd.DataFrame) -> str:
+    """Machine-readable cells: one object per backbone checkpoint × task × protocol × preset × data kind."""
+    rows = []
+    keys = [*KEY_COLUMNS, "backbone_label", "metric", "seeds", "failed", "higher_is_better", "best"]
+    for _, r in summary.iterrows():
+        row = {k: r[k] for k in keys}
+        row.update(mean=float(r["mean"]), std=None if pd.isna(r["std"]) else float(r["std"]))
+        row.update(records=list(r["records"]), seeds=int(r["seeds"]), failed=int(r["failed"]))
+        row.update(best=bool(r["best"]), synthetic=bool(r["synthetic"]), preset=r["preset"] or None)
+        rows.append(row)
+    return json.dumps(rows, indent=2, ensure_ascii=False)
+
+
+def render(table: pd.DataFrame, fmt: str, summary: pd.DataFrame | None = None) -> str:
+    """Render the pivoted table as markdown, LaTeX, CSV, HTML, or (from ``summary``) JSON."""
+    if fmt == "json":
+        return summary_json(summary if summary is not None else pd.DataFrame())
     if table.empty:
         return "(no completed records)"
     if fmt == "csv":
         return table.to_csv()
-    if fmt == "json":
-        return table.to_json(orient="index", indent=2, force_ascii=False)
-    header = ["backbone", *table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join([str(idx), *map(str, row)]) + " |" for idx, row in table.iterrows()]
-    return "\n".join(lines)
+    if fmt == "latex":
+        return _latex(table)
+    if fmt == "html":
+        return _html(table)
+    if fmt != "md":
+        raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    return _markdown(table)
+
+
+def render_summary(summary: pd.DataFrame, rows: str = "backbone", cols: str = "task", fmt: str = "md") -> str:
+    """A summary → the rendered table with its footnotes (for the formats that have room for them)."""
+    table = pivot(summary, rows, cols) if fmt != "json" else pd.DataFrame()
+    return render(table, fmt, summary) + footnote(table_notes(summary), fmt)
+
+
+def build_table(
+    records: list[dict[str, Any]],
+    metrics: list[str] | None = None,
+    rows: str = "backbone",
+    cols: str = "task",
+    fmt: str = "md",
+) -> str:
+    """Records → rendered table in one call (what the CLI and the demo use)."""
+    return render_summary(summarize(records_to_frame(records), metrics), rows, cols, fmt)

@@ -15,6 +15,7 @@
 #                             nvcc is on PATH)
 #   HARMONY_BENCH_WHEEL_CACHE where built mmcv wheels are kept
 #   PYTHON                    interpreter for the venv (default: python3.11)
+#   HARMONY_BENCH_BROWSER     0 skips the optional chromium install (browser test)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -115,6 +116,34 @@ verify() {
   fi
 }
 
+# Optional: a headless browser for the leaderboard page's test (without one that test is skipped, with
+# the reason).  Debian's chromium through apt-get, as root or with passwordless sudo; never fails the install.
+# HARMONY_BENCH_BROWSER=0 skips it.
+has_browser() {
+  command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 \
+    || command -v google-chrome >/dev/null 2>&1
+}
+
+install_browser() {
+  if [[ "${HARMONY_BENCH_BROWSER:-1}" == "0" ]] || has_browser; then return; fi
+  if ! command -v apt-get >/dev/null 2>&1; then
+    log "no apt-get: skipping the optional chromium (the leaderboard browser test will be skipped)"; return
+  fi
+  local sudo=()
+  if [[ "$(id -u)" != "0" ]]; then
+    if sudo -n true 2>/dev/null; then sudo=(sudo -n); else
+      log "not root and no passwordless sudo: skipping the optional chromium"; return
+    fi
+  fi
+  log "installing Debian's chromium (optional, for the leaderboard browser test)"
+  local apt=("${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get)
+  if ! "${apt[@]}" install -y -q --no-install-recommends chromium >/dev/null 2>&1; then
+    "${apt[@]}" update -q >/dev/null 2>&1 || true
+    "${apt[@]}" install -y -q --no-install-recommends chromium >/dev/null 2>&1 \
+      || log "could not install chromium (optional): the leaderboard browser test will be skipped"
+  fi
+}
+
 main() {
   make_venv
   local stamp_file="$VENV/.harmony-bench-install-stamp"
@@ -126,6 +155,7 @@ main() {
   if [[ ",$EXTRAS," == *",dense,"* ]]; then install_mmcv; fi
   install_project
   verify
+  install_browser
   stamp_value >"$stamp_file"
   log "done"
 }

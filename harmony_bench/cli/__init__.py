@@ -20,23 +20,40 @@ from harmony_bench.cli import (
     backbones_cmd,
     data_cmd,
     demo_cmd,
+    leaderboard_cmd,
     list_cmd,
+    pretrain_cmd,
     protocol_cmd,
     run_cmd,
+    suite_cmd,
     table_cmd,
     validate_cmd,
 )
 
-SUBCOMMANDS = (list_cmd, run_cmd, protocol_cmd, data_cmd, table_cmd, validate_cmd, demo_cmd, backbones_cmd)
+SUBCOMMANDS = (
+    list_cmd,
+    run_cmd,
+    protocol_cmd,
+    data_cmd,
+    table_cmd,
+    validate_cmd,
+    demo_cmd,
+    backbones_cmd,
+    suite_cmd,
+    leaderboard_cmd,
+    pretrain_cmd,
+)
 
 EPILOG = """examples:
-  harmony-bench demo                                   # the built-in small default, CPU, ~1 min
+  harmony-bench suite run demo                         # the built-in small default, CPU, < 5 min
   harmony-bench list backbones
   harmony-bench list tasks
   harmony-bench data synth --kind coco --out /tmp/coco-synth
   harmony-bench run --backbone harmony-vit-b16-cc3m --task ade20k --data-root /data/ADEChallengeData2016
   harmony-bench validate results/records/
   harmony-bench table results/records/ --format md
+  harmony-bench suite report released                  # measured vs published, exit 1 outside tolerance
+  harmony-bench leaderboard                            # regenerate results/LEADERBOARD.md + leaderboard.html
 """
 
 USER_ERRORS: tuple[type[BaseException], ...] = (

@@ -1,15 +1,16 @@
 """``harmony-bench demo``: the built-in small default that runs on a laptop CPU.
 
 It exercises the real code paths on small synthetic data written in the real
-benchmarks' layouts: the registries, every synthetic dataset kind, and each
-available task's ``smoke`` preset on the tiny random-init backbone.  Its
-numbers are smoke-test numbers, never benchmark results.
+benchmarks' layouts: the registries, every synthetic dataset kind, the tiny
+backbone, and then the ``demo`` suite (``benchmarks/suites/demo.yaml``: each
+task's ``smoke`` preset, the comparison table, the leaderboard files).  Its
+numbers are smoke-test numbers, never benchmark results, and its records go
+to their own directory (``results/synthetic/demo`` by default).
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -17,17 +18,20 @@ from typing import Any
 from harmony_bench.cli._help import add_command
 
 EXAMPLES = """  harmony-bench demo
-  harmony-bench demo --out /tmp/hb-demo
+  harmony-bench demo --out /tmp/hb-demo      # a rerun resumes: finished cells are not run again
 """
 DEMO_KINDS = ("imagenet", "ade20k", "coco", "captions")
 DEMO_BACKBONE = "vit-tiny-random"
+DEMO_SUITE = "demo"
 
 
 def register(subparsers: Any) -> None:
     """Add the ``demo`` subcommand."""
     parser = add_command(subparsers, "demo", "Run the built-in small default end to end on CPU.", EXAMPLES)
-    parser.add_argument("--out", type=Path, help="where to write data and records (default: a new temp dir)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--out", type=Path, help="where to write data and records (default: results/synthetic/demo)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
 
@@ -61,51 +65,35 @@ def show_backbone(imagenet_root: Path) -> None:
         print(f"  {what:<20} {shape}")
 
 
-def run_smoke_tasks(data_roots: dict[str, Path], records_dir: Path, seed: int) -> None:
-    """Run every available task that has a ``smoke`` preset on the tiny backbone, then tabulate."""
-    from harmony_bench.results import iter_records
-    from harmony_bench.runner import RunOptions
-    from harmony_bench.runner import run as run_task
-    from harmony_bench.tables import pivot, records_to_frame, render, summarize
-    from harmony_bench.tasks import task_registry
-
-    registry = task_registry()
-    smoke = [registry.get(n) for n in registry.names() if "smoke" in registry.get(n).presets]
-    for spec in smoke:
-        banner(f"task {spec.name} (smoke preset, {DEMO_BACKBONE})")
-        options = RunOptions(
-            data_root=data_roots[spec.dataset["synth_kind"]], preset="smoke", seed=seed, output=records_dir
-        )
-        print(f"result record: {run_task(DEMO_BACKBONE, spec.name, options)}")
-    if smoke:
-        banner("results (synthetic data, smoke presets)")
-        records, _ = iter_records([records_dir])
-        print(render(pivot(summarize(records_to_frame(records))), "md"))
-
-
 def run(args: argparse.Namespace) -> int:
-    """List the registries, write every synthetic dataset kind, then run the available smoke tasks."""
+    """List the registries, write the synthetic data, show the tiny backbone, then run the demo suite."""
     from harmony_bench import __version__
     from harmony_bench.cli.list_cmd import backbone_rows, format_text, task_rows
-    from harmony_bench.data.synth import synthesize
+    from harmony_bench.cli.suite_cmd import write_outputs
+    from harmony_bench.suites import load_suite
+    from harmony_bench.suites.run import data_root, run_suite
+    from harmony_bench.suites.state import cell_status
 
-    out = args.out or Path(tempfile.mkdtemp(prefix="harmony-bench-demo-"))
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"harmony-bench {__version__} demo — writing to {out}")
+    suite = load_suite(DEMO_SUITE, args.out)
+    suite.output.mkdir(parents=True, exist_ok=True)
+    print(f"harmony-bench {__version__} demo — writing to {suite.output}")
     banner("backbones")
     print(format_text(backbone_rows(), ["name", "family", "timm_model", "weights"]))
     banner("tasks")
     print(format_text(task_rows(), ["name", "status", "description"]))
-    data_roots = {}
+    roots = {}
     for kind in DEMO_KINDS:
         banner(f"synthetic {kind} data")
         started = time.perf_counter()
-        summary = synthesize(kind, out / "data" / kind, seed=args.seed)
-        data_roots[kind] = summary.root
-        print(summary.format())
-        print(f"({time.perf_counter() - started:.1f} s)")
-    show_backbone(data_roots["imagenet"])
-    run_smoke_tasks(data_roots, out / "records", args.seed)
+        roots[kind] = data_root(suite, kind, {})
+        print(f"  root: {roots[kind]}   (pass as --data-root)  ({time.perf_counter() - started:.1f} s)")
+    show_backbone(roots["imagenet"])
+    banner(f"suite {suite.name}: {suite.description}")
+    state = run_suite(suite, roots, progress=not args.no_progress)
+    write_outputs(suite)
+    failed = [c.id for c in suite.cells if cell_status(state, c.id) != "done"]
     banner("done")
-    print(f"Synthetic data under {out / 'data'}; it is for smoke tests, never for benchmark numbers.")
-    return 0
+    print(
+        f"Synthetic data under {suite.output / 'data'}; it is for smoke tests, never for benchmark numbers."
+    )
+    return 1 if failed else 0

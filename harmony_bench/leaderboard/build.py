@@ -1,0 +1,154 @@
+"""Collect what the leaderboard shows, and generate its files in memory.
+
+Everything is generated into a ``{relative path: bytes}`` mapping first, so
+writing and ``--check`` share one code path: ``--check`` regenerates and
+compares bytes, which only works because generation is deterministic (sorted
+everything, no timestamps, fixed SVG salt).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harmony_bench.tables import measurement_tag, natural_key, summarize, table_notes
+
+HEADLINE_METRICS = ["top1", "mIoU", "bbox.AP", "segm.AP"]
+FIGURE_DIR = "figures"
+
+
+@dataclass
+class Board:
+    """The aggregated cells, the published numbers and what could not be read."""
+
+    summary: pd.DataFrame
+    reported: pd.DataFrame
+    n_records: int
+    bad: list[tuple[str, list[str]]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. duplicate runs dropped by the aggregation
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
+
+
+def _relative(path: str, out_dir: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
+
+
+def collect(record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame) -> Board:
+    """Read and aggregate the records; label rows and columns; links relative to ``out_dir``.
+
+    Rows are backbone checkpoints (``card@sha8`` when a card has several) and
+    data kinds; columns carry the protocol version and preset, so cells measured
+    differently never share a row × column.  Both are ordered with
+    ``natural_key`` so ``v10`` comes after ``v9``.
+    """
+    from harmony_bench.results import iter_records
+    from harmony_bench.tables import records_to_frame
+
+    existing = [d for d in record_dirs if Path(d).exists()]
+    records, bad = iter_records(existing)
+    summary = summarize(records_to_frame(records), HEADLINE_METRICS)
+    notes = table_notes(summary)
+    if not summary.empty:
+        rows = summary.to_dict("records")
+        summary = summary.assign(
+            label=[f"{r['backbone_label']}{' [synthetic]' if r['synthetic'] else ''}" for r in rows],
+            column=[f"{r['task']} / {r['metric']} {column_tag(r)}" for r in rows],
+            links=[[_relative(p, out_dir) for p in r["records"]] for r in rows],
+        )
+        order = sorted(summary.index, key=lambda i: _display_key(summary.loc[i]))
+        summary = summary.loc[order].reset_index(drop=True)
+    bad_rel = sorted((_relative(str(p), out_dir), problems) for p, problems in bad)
+    return Board(summary, reported, len(records), bad_rel, notes)
+
+
+def column_tag(row: dict[str, Any]) -> str:
+    """``[v2, paper]``: the column's protocol version and preset (the data kind is on the row)."""
+    return measurement_tag({**row, "synthetic": False})
+
+
+def _display_key(row: pd.Series) -> tuple[Any, ...]:
+    return natural_key(row["column"]), natural_key(row["label"])
+
+
+def figure_groups(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
+    """(file stem, title, cells) per task × metric × protocol version × preset × data kind."""
+    groups = []
+    keys = ["task", "metric", "protocol_version", "preset", "synthetic"]
+    for (task, metric, version, preset, synthetic), cells in summary.groupby(keys, sort=True):
+        kind = ", synthetic data" if synthetic else ""
+        preset_text = f", {preset}" if preset else ""
+        stem = _slug(f"{task}-{metric}-v{version}-{preset}{'-synthetic' if synthetic else ''}")
+        groups.append((stem, f"{task} — {metric} (protocol v{version}{preset_text}{kind})", cells))
+    return sorted(groups, key=lambda g: natural_key(g[0]))
+
+
+def generate(
+    record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, title: str
+) -> tuple[dict[str, bytes], list[tuple[str, list[str]]]]:
+    """All leaderboard files as ``{path relative to out_dir: bytes}``, and the unreadable records."""
+    from harmony_bench.leaderboard.figures import bar_chart, heat_map
+    from harmony_bench.leaderboard.html_page import render_html
+    from harmony_bench.leaderboard.markdown import render_markdown
+
+    board = collect(record_dirs, out_dir, reported)
+    files: dict[str, bytes] = {}
+    figures: list[tuple[str, str]] = []  # (stem, title)
+    if not board.summary.empty:
+        for stem, fig_title, cells in figure_groups(board.summary):
+            for fmt, data in bar_chart(cells, fig_title).items():
+                files[f"{FIGURE_DIR}/{stem}.{fmt}"] = data
+            figures.append((stem, fig_title))
+        for fmt, data in heat_map(board.summary).items():
+            files[f"{FIGURE_DIR}/heatmap.{fmt}"] = data
+        figures.append(("heatmap", "backbone × task heat map"))
+    files["LEADERBOARD.md"] = render_markdown(board, figures, title).encode("utf-8")
+    files["leaderboard.html"] = render_html(board, figures, files, title).encode("utf-8")
+    return files, board.bad
+
+
+def write_files(files: dict[str, bytes], out_dir: Path) -> list[Path]:
+    """Write the generated files (each atomically) and remove stale figures; return the written paths."""
+    written = []
+    for rel, data in sorted(files.items()):
+        path = out_dir / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        written.append(path)
+    for old in sorted((out_dir / FIGURE_DIR).glob("*")) if (out_dir / FIGURE_DIR).is_dir() else []:
+        if f"{FIGURE_DIR}/{old.name}" not in files and old.suffix in (".png", ".svg"):
+            old.unlink()
+    return written
+
+
+def stale_files(files: dict[str, bytes], out_dir: Path) -> list[str]:
+    """What ``--check`` reports: files that differ or are missing, and figures no longer generated."""
+    problems = []
+    for rel, data in sorted(files.items()):
+        path = out_dir / rel
+        if not path.exists():
+            problems.append(f"{rel}: missing")
+        elif path.read_bytes() != data:
+            problems.append(f"{rel}: out of date")
+    figure_dir = out_dir / FIGURE_DIR
+    for old in sorted(figure_dir.glob("*")) if figure_dir.is_dir() else []:
+        if old.suffix in (".png", ".svg") and f"{FIGURE_DIR}/{old.name}" not in files:
+            problems.append(f"{FIGURE_DIR}/{old.name}: no longer generated")
+    return problems
+
+
+def published_rows(reported: pd.DataFrame) -> list[dict[str, Any]]:
+    """Published numbers in display order."""
+    if reported.empty:
+        return []
+    ordered = reported.sort_values(["task", "metric", "arch", "method", "pretrain_data", "epochs", "id"])
+    return ordered.to_dict("records")

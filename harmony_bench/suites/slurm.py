@@ -1,0 +1,137 @@
+"""Run a suite's cells as Slurm jobs, one job per cell, through submitit (optional dependency).
+
+``harmony-bench suite run SUITE --launcher slurm [--slurm KEY=VALUE ...]`` submits, and returns at once:
+
+* every prerequisite step whose outputs are missing (e.g. ``harmony-bench pretrain``) becomes its
+  own job; the cells that load its card/checkpoint are submitted with the Slurm dependency
+  ``afterok:<step job>``, so all steps run in parallel and each cell starts as soon as its own
+  backbone exists — nothing waits on the submitting machine.  A step job fails (and its cells never
+  start) when the command fails or leaves one of its ``produces`` files missing;
+* every cell without a matching record becomes one job running ``harmony_bench.suites.worker`` on
+  the cell's spec file, exactly what a local run does.  The worker measures the cell's cost itself
+  (wall time, the GPUs it used, GPU-hours, peak RSS, peak GPU memory) and writes it with the
+  outcome next to the spec.
+
+The next ``suite run`` or ``suite show`` (anywhere that sees the output directory, e.g. a shared
+file system) folds the jobs' result files into the state file: status, record and cost.  A failed
+job's cell runs again on the next ``suite run``; a job still queued keeps its cell ``running``.
+``--slurm`` values are submitit parameters (``slurm_partition=gpu``, ``gpus_per_node=1``,
+``timeout_min=600``, ``slurm_additional_parameters={account: x}``); the dependency is merged into
+``slurm_additional_parameters``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from harmony_bench.suites.run import (
+    Paths,
+    _now,
+    cell_spec,
+    data_values,
+    needed_steps,
+    pending_cells,
+    step_outputs,
+    substitute,
+    suite_paths,
+)
+from harmony_bench.suites.spec import Cell, Step, Suite
+from harmony_bench.suites.state import read_state, write_state
+
+
+def _job(spec_path: str) -> int:
+    """What a cell's Slurm job runs (a module-level function so submitit can pickle it)."""
+    from harmony_bench.suites.worker import main
+
+    return main([spec_path])
+
+
+def _step_job(args: list[str], produces: list[str]) -> None:
+    """What a step's Slurm job runs; raising makes the job FAILED, so ``afterok`` cells never start."""
+    from harmony_bench.cli import main
+
+    code = main(args)
+    missing = [p for p in produces if not Path(p).exists()]
+    if code != 0 or missing:
+        raise RuntimeError(f"step `harmony-bench {' '.join(args)}` failed (exit {code}; missing {missing})")
+
+
+def executor(paths: Paths, options: dict[str, Any], after: str | None = None) -> Any:
+    """A submitit executor logging under the suite's bookkeeping directory; ``after``: a job to wait for."""
+    try:
+        import submitit
+    except ImportError as exc:
+        raise ImportError(
+            "the slurm launcher needs submitit: pip install submitit (or run the suite locally)"
+        ) from exc
+    ex = submitit.AutoExecutor(folder=str(paths.root / "slurm" / "%j"))
+    params = dict(options)
+    if after is not None:
+        extra = dict(params.get("slurm_additional_parameters") or {})
+        extra["dependency"] = f"afterok:{after}"
+        params["slurm_additional_parameters"] = extra
+    ex.update_parameters(**params)
+    return ex
+
+
+def submit_step(step: Step, paths: Paths, values: dict[str, str], state: dict[str, Any],
+                options: dict[str, Any]) -> str | None:  # fmt: skip
+    """Submit ``step`` unless its outputs exist (None) or a job of it is already queued (that job's id)."""
+    produced = step_outputs(step, paths, values)
+    if all(Path(p).exists() for p in produced.values()):
+        return None
+    entry = state["steps"].get(step.name, {})
+    if entry.get("status") == "running" and entry.get("job_id"):
+        return str(entry["job_id"])
+    out = paths.step_out(step.name)
+    out.mkdir(parents=True, exist_ok=True)
+    args = [substitute(a, {**values, "out": str(out)}) for a in step.args]
+    job = executor(paths, options).submit(_step_job, args, list(produced.values()))
+    state["steps"][step.name] = {"status": "running", "job_id": job.job_id, "started": _now()}
+    write_state(paths.state, state)
+    print(f"submitted step {step.name} as job {job.job_id}")
+    return str(job.job_id)
+
+
+def submit_cell(cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, Any],
+                options: dict[str, Any], after: str | None) -> str:  # fmt: skip
+    """Submit one cell (after its step's job, if any); the state shows it running with its job id."""
+    spec_path = paths.cell_spec(cell.id)
+    spec_path.parent.mkdir(parents=True, exist_ok=True)
+    spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    spec_path.with_suffix(".result.json").unlink(missing_ok=True)  # a stale outcome is not this job's
+    job = executor(paths, options, after).submit(_job, str(spec_path))
+    attempts = state["cells"].get(cell.id, {}).get("attempts", 0) + 1
+    state["cells"][cell.id] = {
+        "status": "running",
+        "job_id": job.job_id,
+        "pid": None,
+        "started": _now(),
+        "attempts": attempts,
+        "after": after,
+    }
+    write_state(paths.state, state)
+    print(f"submitted {cell.id} as job {job.job_id}" + (f" (after job {after})" if after else ""))
+    return str(job.job_id)
+
+
+def submit_suite(suite: Suite, options: dict[str, Any], given_data: dict[str, Path] | None = None,
+                 cells: list[Cell] | None = None) -> list[str]:  # fmt: skip
+    """Submit the missing steps, then every missing cell with a dependency on its step; return job ids."""
+    paths = suite_paths(suite)
+    state = read_state(paths.state)
+    cells = cells if cells is not None else suite.cells
+    values = data_values(suite, given_data or {}, cells)
+    step_jobs: dict[str, str | None] = {}
+    for name in needed_steps(cells):
+        step = suite.steps[name]
+        step_jobs[name] = submit_step(step, paths, values, state, options)
+        values.update(step_outputs(step, paths, values))  # where the cells will find the step's files
+    ids = [job for job in step_jobs.values() if job]
+    for cell in pending_cells(suite, cells, values, state):
+        after = step_jobs.get(cell.backbone.after) if cell.backbone.after else None
+        ids.append(submit_cell(cell, cell_spec(cell, suite, values), paths, state, options, after))
+    write_state(paths.state, state)
+    return ids

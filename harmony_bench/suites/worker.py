@@ -1,0 +1,133 @@
+"""Run one suite cell in its own process: ``python -m harmony_bench.suites.worker CELL.json``.
+
+One process per cell isolates cells from each other (a crash, a leak, a
+library's global state) and lets the parent measure the cell's own peak
+memory.  The same entry point runs a cell as a Slurm job.  It writes a small
+result file next to the cell spec: the record path, the outcome and the cost
+as the worker measured it (wall time, the GPUs the cell used, GPU-hours, peak
+RSS, peak GPU memory) — a Slurm job has no parent on the submitting machine,
+so the worker's own measurement is the one that reaches the suite's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def _register_card(card: str) -> str:
+    """Register a card given as a path (e.g. written by ``pretrain``) in this process; return its name."""
+    if not card.endswith((".yaml", ".yml")):
+        return card
+    import tempfile
+
+    from harmony_bench.cards import backbone_registry, card_from_file
+    from harmony_bench.yaml_io import load_mapping
+
+    path = Path(card)
+    name = str(load_mapping(path).get("name", path.stem))
+    if name != path.stem:  # cards are checked to be named like their file: check a copy that is
+        path = Path(tempfile.mkdtemp(prefix="hb-card-")) / f"{name}.yaml"
+        path.write_bytes(Path(card).read_bytes())
+    parsed = card_from_file(path)
+    registry = backbone_registry()
+    if parsed.name not in registry:
+        registry.register(parsed.name, parsed)
+    return parsed.name
+
+
+def _cuda() -> Any | None:
+    """``torch.cuda`` if torch is already imported (a cell that never imported torch used no GPU)."""
+    torch = sys.modules.get("torch")
+    return getattr(torch, "cuda", None) if torch is not None else None
+
+
+def gpus_used(cuda: Any | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    """GPUs the cell ran on: devices this process allocated memory on × processes of the run.
+
+    Counting ``device_count()`` would bill every GPU the node exposes (all of
+    them when ``CUDA_VISIBLE_DEVICES`` is unset) for a cell that used one.  A
+    device counts when torch's allocator ever held memory on it; under torchrun
+    each of ``WORLD_SIZE`` processes drives its own device(s).  On CPU: 0.
+    """
+    cuda = _cuda() if cuda is None else cuda
+    if cuda is None or not cuda.is_available() or not cuda.is_initialized():
+        return 0
+    local = sum(1 for i in range(cuda.device_count()) if cuda.max_memory_allocated(i) > 0)
+    return local * max(1, int(environ.get("WORLD_SIZE") or 1))
+
+
+def peak_gpu_mem_mb(cuda: Any | None = None) -> float | None:
+    """Largest peak allocation on any device this process used, in MiB (None without a GPU)."""
+    cuda = _cuda() if cuda is None else cuda
+    if cuda is None or not cuda.is_available() or not cuda.is_initialized():
+        return None
+    peaks = [cuda.max_memory_allocated(i) for i in range(cuda.device_count())]
+    return round(max(peaks, default=0) / 2**20, 1) or None
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process and its finished children (Linux reports KiB)."""
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return max(own, children) / 1024
+
+
+def measure_cost(wall_s: float) -> dict[str, Any]:
+    """The cell's cost as this process saw it; ``gpu_hours`` uses the GPUs actually used."""
+    gpus = gpus_used()
+    return {
+        "wall_s": round(wall_s, 3),
+        "gpus": gpus,
+        "gpu_hours": round(wall_s * gpus / 3600, 6),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "peak_gpu_mem_mb": peak_gpu_mem_mb(),
+    }
+
+
+def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run the cell described by ``spec`` and return its outcome (never raises for a failed run)."""
+    from harmony_bench.runner import RunFailed, RunOptions, run
+
+    options = RunOptions(
+        checkpoint=spec.get("checkpoint"),
+        data_root=Path(spec["data_root"]) if spec.get("data_root") else None,
+        preset=spec.get("preset"),
+        seed=int(spec["seed"]),
+        output=Path(spec["output"]),
+        overrides=spec.get("overrides") or {},
+    )
+    outcome: dict[str, Any] = {"state": "completed", "record": None, "error": None}
+    try:
+        outcome["record"] = str(run(_register_card(spec["card"]), spec["task"], options))
+    except RunFailed as exc:
+        outcome.update(state="failed", record=str(exc.record_path), error=str(exc))
+    except Exception as exc:  # preflight / usage errors: no record was written
+        outcome.update(state="failed", error=f"{type(exc).__name__}: {exc}")
+    return outcome
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read the cell spec, run it, write ``<spec>.result.json`` with its cost; exit 0 when it completed."""
+    spec_path = Path((argv or sys.argv[1:])[0])
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    started = time.perf_counter()
+    outcome = run_cell(spec)
+    outcome["cost"] = measure_cost(time.perf_counter() - started)
+    result = spec_path.with_suffix(".result.json")
+    tmp = result.with_suffix(".tmp")
+    tmp.write_text(json.dumps(outcome, indent=2), encoding="utf-8")
+    tmp.replace(result)
+    if outcome["error"]:
+        print(f"error: {outcome['error']}", file=sys.stderr)
+    return 0 if outcome["state"] == "completed" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,228 @@
+"""Leaderboard: files generated from hand-made records, deterministic, `--check` catches staleness, and the
+HTML page works in a real headless browser (Debian's chromium, driven over the DevTools protocol)."""
+
+import base64
+import contextlib
+import json
+import os
+import select
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harmony_bench.cli import main
+from harmony_bench.leaderboard import build_leaderboard
+from tests.test_tables import make_record, top1
+
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+
+
+@pytest.fixture
+def board(tmp_path):
+    """Records of three backbones on two tasks (one with 2 seeds, one with a failed run) and an output dir."""
+    recs, out = tmp_path / "records", tmp_path / "board"
+    for seed, value in enumerate([81.0, 83.0]):
+        make_record(recs, "alpha", "imagenet-linear", seed, top1(value))
+    make_record(recs, "beta", "imagenet-linear", 0, top1(85.5))
+    make_record(recs, "gamma", "imagenet-linear", 0, top1(79.0))
+    make_record(recs, "gamma", "imagenet-linear", 1, None)
+    make_record(recs, "alpha", "ade20k", 0, {"mIoU": {"value": 44.0, "higher_is_better": True}})
+    make_record(recs, "beta", "ade20k", 0, {"mIoU": {"value": 41.0, "higher_is_better": True}})
+    return recs, out
+
+
+def _cli(recs, out, *extra):
+    return main(["leaderboard", "--records", str(recs), "--out", str(out), *extra])
+
+
+def test_generates_markdown_html_and_figures(board):
+    recs, out = board
+    assert _cli(recs, out) == 0
+    md = (out / "LEADERBOARD.md").read_text()
+    assert "**85.50 (n=1)**" in md and "82.00 ± 1.41 (n=2)" in md and "79.00 (n=1, 1 failed)" in md
+    links = [line for line in md.splitlines() if line.startswith("| alpha")][0]
+    for target in links.split("](")[1:]:
+        assert (out / target.split(")")[0]).is_file()  # every record link resolves
+    assert "## Published numbers" in md and "SLIP (arXiv 2112.12750)" in md
+    figures = sorted(p.name for p in (out / "figures").iterdir())
+    assert figures == sorted(
+        f"{stem}.{fmt}"
+        for stem in ("ade20k-miou-v1-paper", "imagenet-linear-top1-v1-paper", "heatmap")
+        for fmt in ("png", "svg")
+    )
+    assert (out / "figures" / "heatmap.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    html = (out / "leaderboard.html").read_text()
+    assert "<script" in html and "data:image/svg+xml;base64," in html
+    assert "http://" not in html.replace("http://www.w3.org", "") and "https://" not in html  # self-contained
+
+
+def test_generation_is_deterministic(board):
+    recs, out = board
+    first, _ = build_leaderboard([recs], out)
+    second, _ = build_leaderboard([recs], out)
+    assert first.keys() == second.keys() and all(first[k] == second[k] for k in first)
+
+
+def test_check_catches_stale_files(board, capsys):
+    recs, out = board
+    assert _cli(recs, out) == 0
+    assert _cli(recs, out, "--check") == 0
+    make_record(recs, "delta", "ade20k", 0, {"mIoU": {"value": 50.0, "higher_is_better": True}})
+    assert _cli(recs, out, "--check") == 1
+    err = capsys.readouterr().err
+    assert "LEADERBOARD.md: out of date" in err and "leaderboard.html: out of date" in err
+    assert _cli(recs, out) == 0 and _cli(recs, out, "--check") == 0
+    (out / "figures" / "old-task.svg").write_text("<svg/>")
+    assert _cli(recs, out, "--check") == 1
+    assert "old-task.svg: no longer generated" in capsys.readouterr().err
+
+
+def test_versions_order_numerically_and_dropped_duplicates_are_noted(tmp_path):
+    recs, out = tmp_path / "records", tmp_path / "board"
+    for version in ("10", "9"):
+        make_record(recs, "alpha", "imagenet-linear", 0, top1(80.0), version=version)
+    make_record(recs, "alpha", "imagenet-linear", 0, top1(82.0), version="9", later=1)  # a rerun of seed 0
+    assert _cli(recs, out) == 0
+    md = (out / "LEADERBOARD.md").read_text()
+    header = next(line for line in md.splitlines() if line.startswith("| backbone"))
+    assert header.index("[v9, paper]") < header.index("[v10, paper]")
+    assert "| alpha | 82.00 (n=1)" in md  # the newest record of the seed, not the mean of both
+    assert "Note: 1 duplicate run of an already-recorded seed dropped" in md
+    assert "Note: 1 duplicate run" in (out / "leaderboard.html").read_text()
+    figures = sorted(p.stem for p in (out / "figures").glob("*.svg"))
+    assert "imagenet-linear-top1-v9-paper" in figures and "imagenet-linear-top1-v10-paper" in figures
+
+
+def test_committed_leaderboard_is_current():
+    """What CI runs: results/ must match the committed records and published numbers."""
+    assert main(["leaderboard", "--check"]) == 0
+
+
+# --------------------------------------------------------------------------- browser
+
+
+class DevTools:
+    """Minimal Chrome DevTools Protocol client over --remote-debugging-pipe (fd 3 in, fd 4 out)."""
+
+    def __init__(self, browser: str, profile: Path) -> None:
+        to_browser_r, self._to_browser = os.pipe()
+        self._from_browser, from_browser_w = os.pipe()
+
+        def wire_fds():  # the browser reads commands on fd 3 and writes replies on fd 4
+            os.dup2(to_browser_r, 3)
+            os.dup2(from_browser_w, 4)
+
+        args = [
+            browser,
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--remote-debugging-pipe",
+            f"--user-data-dir={profile}",
+            "--window-size=1280,900",
+            "about:blank",
+        ]
+        self.proc = subprocess.Popen(args, preexec_fn=wire_fds, close_fds=False,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        os.close(to_browser_r)
+        os.close(from_browser_w)
+        self._buffer, self._next_id, self.events = b"", 0, []
+
+    def _read_message(self, timeout: float) -> dict:
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._from_browser], [], [], timeout)
+            if not ready:
+                raise TimeoutError("no reply from the browser")
+            chunk = os.read(self._from_browser, 1 << 20)
+            if not chunk:
+                raise RuntimeError("the browser closed the DevTools pipe")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def send(self, method: str, session: str | None = None, timeout: float = 30.0, **params) -> dict:
+        self._next_id += 1
+        message = {"id": self._next_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self._to_browser, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._read_message(timeout)
+            if reply.get("id") == self._next_id:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply["result"]
+            self.events.append(reply)
+
+    def wait_event(self, method: str, timeout: float = 30.0) -> dict:
+        while True:
+            for event in self.events:
+                if event.get("method") == method:
+                    self.events.remove(event)
+                    return event
+            self.events.append(self._read_message(timeout))
+
+    def close(self) -> None:
+        with contextlib.suppress(RuntimeError, TimeoutError, OSError):
+            self.send("Browser.close", timeout=5)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._to_browser)
+        os.close(self._from_browser)
+
+
+def _browser() -> str | None:
+    return next((path for name in BROWSERS if (path := shutil.which(name))), None)
+
+
+@pytest.mark.skipif(
+    _browser() is None,
+    reason="no chromium on PATH: scripts/install.sh installs Debian's chromium when apt-get is usable "
+    "(or: apt-get install chromium)",
+)
+def test_html_page_loads_sorts_and_renders_in_a_browser(board, tmp_path):
+    recs, out = board
+    assert _cli(recs, out) == 0
+    tools = DevTools(_browser(), tmp_path / "profile")
+    try:
+        target = tools.send("Target.createTarget", url="about:blank")["targetId"]
+        session = tools.send("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        tools.send("Page.enable", session)
+        tools.send("Page.navigate", session, url=(out / "leaderboard.html").resolve().as_uri())
+        tools.wait_event("Page.loadEventFired")
+
+        def evaluate(expression: str):
+            result = tools.send("Runtime.evaluate", session, expression=expression, returnByValue=True)
+            assert "exceptionDetails" not in result, result
+            return result["result"].get("value")
+
+        first_column = (
+            "Array.from(document.querySelectorAll('#measured tbody tr')).map(r => r.cells[0].textContent)"
+        )
+        header = "document.querySelectorAll('#measured thead th')"
+        columns = evaluate(f"Array.from({header}).map(th => th.textContent)")
+        linear = columns.index("imagenet-linear / top1 [v1, paper]")
+        assert evaluate(first_column) == ["alpha", "beta", "gamma"]
+        evaluate(f"{header}[{linear}].click()")  # numeric column: first click sorts descending
+        assert evaluate(first_column) == ["beta", "alpha", "gamma"]
+        assert evaluate(f"{header}[{linear}].getAttribute('aria-sort')") == "descending"
+        evaluate(f"{header}[{linear}].click()")
+        assert evaluate(first_column) == ["gamma", "alpha", "beta"]
+        ade = columns.index("ade20k / mIoU [v1, paper]")
+        evaluate(f"{header}[{ade}].click()")  # gamma has no ade20k cell: empty cells sort last
+        assert evaluate(first_column) == ["alpha", "beta", "gamma"]
+        images = evaluate("Array.from(document.images).map(i => i.complete && i.naturalWidth > 0)")
+        assert images and all(images)  # every embedded figure decoded
+        published = evaluate("document.querySelectorAll('#published tbody tr').length")
+        assert published > 100
+        shot = base64.b64decode(tools.send("Page.captureScreenshot", session, format="png")["data"])
+    finally:
+        tools.close()
+    assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
+    (tmp_path / "leaderboard.png").write_bytes(shot)
