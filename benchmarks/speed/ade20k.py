@@ -116,27 +116,50 @@ def main() -> None:
             "ours": segmentor(ours(args.crop), args.crop),
             "mmseg": segmentor(reference(args.crop), args.crop),
         }
-    params = {k: sum(p.numel() for p in m.backbone.parameters()) for k, m in models.items()}
     images = torch.randn(args.batch, 3, args.crop, args.crop, device=device)
     labels = torch.randint(0, 150, (args.batch, 1, args.crop, args.crop), device=device)
+    print(f"device {device}, crop {args.crop}, batch {args.batch}, {args.steps} timed steps each")
+
+    def full_step(model, optim):
+        return _step(model, optim, images, labels, device)
+
+    series = compare(models, full_step, images, args.steps)
+    report(models, "train step", *series)
+
+
+def compare(models: dict, full_step, images: torch.Tensor, steps: int) -> tuple[dict, dict]:
+    """Time each model's full step and its backbone's forward+backward alternately, ``steps`` times.
+
+    Alternating (ours, reference, ours, ...) spreads any drift of a shared machine over both; the
+    first round warms up allocators and kernels and is not counted.
+
+    Returns:
+        ``({name: full-step seconds}, {name: backbone fwd+bwd seconds})``, one entry per counted round.
+    """
+    device = images.device.type
     times: dict[str, list[float]] = {k: [] for k in models}
     backbone_times: dict[str, list[float]] = {k: [] for k in models}
     optims = {}
     for name, model in models.items():
         model.to(device).train()
         optims[name] = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    for step in range(args.steps + 1):
+    for round_ in range(steps + 1):
         for name, model in models.items():
-            full = _step(model, optims[name], images, labels, device)
+            full = full_step(model, optims[name])
             alone = _backbone_step(model.backbone, images, device)
-            if step:  # the first step warms up allocators and kernels
+            if round_:
                 times[name].append(full)
                 backbone_times[name].append(alone)
-    print(f"device {device}, crop {args.crop}, batch {args.batch}, {args.steps} timed steps each")
-    print(f"backbone params: ours {params['ours'] / 1e6:.2f} M, mmseg {params['mmseg'] / 1e6:.2f} M")
-    for label, series in (("train step", times), ("backbone fwd+bwd", backbone_times)):
+    return times, backbone_times
+
+
+def report(models: dict, label: str, times: dict, backbone_times: dict) -> None:
+    """Parameter counts, median times and the ratio reference / ours of the full step and the backbone."""
+    params = {k: sum(p.numel() for p in m.backbone.parameters()) for k, m in models.items()}
+    print(f"backbone params: ours {params['ours'] / 1e6:.2f} M, mmseg ViT {params['mmseg'] / 1e6:.2f} M")
+    for name, series in ((label, times), ("backbone fwd+bwd", backbone_times)):
         med = {k: statistics.median(v) for k, v in series.items()}
-        print(f"median {label}: ours {med['ours'] * 1e3:.0f} ms, mmseg ViT {med['mmseg'] * 1e3:.0f} ms")
+        print(f"median {name}: ours {med['ours'] * 1e3:.0f} ms, mmseg ViT {med['mmseg'] * 1e3:.0f} ms")
         print(f"  ratio (mmseg / ours): {med['mmseg'] / med['ours']:.2f}x")
 
 

@@ -15,12 +15,11 @@ Uses CUDA (bf16 autocast) when available, with 800 x 1216 inputs unless given.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import torch
-from ade20k import _backbone_step, _random_backbone, ours, reference  # same ViT-S/16 pair as ADE20K
+from ade20k import _random_backbone, compare, ours, reference, report  # same ViT-S/16 pair as ADE20K
 
 WIDTH = 384
 
@@ -111,27 +110,14 @@ def main() -> None:
     torch.manual_seed(0)
     with mock.patch("harmony_bench.dense.adapter.load_backbone", _random_backbone):
         models = {"ours": detector({**ours(height), "img_size": None}), "mmseg": detector(reference(height))}
-    params = {k: sum(p.numel() for p in m.backbone.parameters()) for k, m in models.items()}
     images, samples = batch(args.batch, height, width, device)
-    times: dict[str, list[float]] = {k: [] for k in models}
-    backbone_times: dict[str, list[float]] = {k: [] for k in models}
-    optims = {}
-    for name, model in models.items():
-        model.to(device).train()
-        optims[name] = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    for i in range(args.steps + 1):
-        for name, model in models.items():
-            full = step(model, optims[name], images, samples, device)
-            alone = _backbone_step(model.backbone, images, device)
-            if i:  # the first step warms up allocators and kernels
-                times[name].append(full)
-                backbone_times[name].append(alone)
     print(f"device {device}, input {height}x{width}, batch {args.batch}, {args.steps} timed steps each")
-    print(f"backbone params: ours {params['ours'] / 1e6:.2f} M, mmseg ViT {params['mmseg'] / 1e6:.2f} M")
-    for label, series in (("Mask R-CNN train step", times), ("backbone fwd+bwd", backbone_times)):
-        med = {k: statistics.median(v) for k, v in series.items()}
-        print(f"median {label}: ours {med['ours'] * 1e3:.0f} ms, mmseg ViT {med['mmseg'] * 1e3:.0f} ms")
-        print(f"  ratio (mmseg / ours): {med['mmseg'] / med['ours']:.2f}x")
+
+    def full_step(model, optim):
+        return step(model, optim, images, samples, device)
+
+    series = compare(models, full_step, images, args.steps)
+    report(models, "Mask R-CNN train step", *series)
 
 
 if __name__ == "__main__":
