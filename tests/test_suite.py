@@ -525,3 +525,26 @@ def test_slurm_job_that_failed_runs_again(slow_suite, monkeypatch):
     s["fail_gate"].unlink()
     assert main([*argv, "--no-leaderboard"]) == 0  # the failed job's cell runs again, locally
     assert _calls(s).count("vit-tiny-random seed2") == 2 and len(_calls(s)) == 4
+
+
+def test_slurm_job_killed_without_a_result_runs_again(slow_suite, monkeypatch, tmp_path, capsys):
+    """A job Slurm ended (TIMEOUT, OOM, ...) writes no result file: sacct's state marks its cell failed."""
+    s = slow_suite
+    submitted = []
+    _fake_submitit(monkeypatch, submitted, run_jobs=False)  # queued, never run: no result files
+    argv = ["suite", "run", str(s["suite"]), "--output", str(s["out"]), "--no-progress"]
+    assert main([*argv, "--launcher", "slurm"]) == 0
+    assert len(submitted) == 3
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    sacct = bin_dir / "sacct"  # job 1002 (seed 1) timed out; the other two are still running
+    sacct.write_text('#!/bin/sh\ncase "$*" in *1002*) echo TIMEOUT ;; *) echo RUNNING ;; esac\n')
+    sacct.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    capsys.readouterr()
+    assert main(["suite", "show", str(s["suite"]), "--output", str(s["out"])]) == 0
+    shown = capsys.readouterr().out
+    assert "ended TIMEOUT" in shown or shown.count("failed") == 1
+    assert main([*argv, "--no-leaderboard"]) == 0  # only the killed job's cell runs again, locally
+    assert _calls(s) == ["vit-tiny-random seed1"]
+    assert "2 cells still running elsewhere" in capsys.readouterr().out  # the live jobs are left alone

@@ -126,7 +126,14 @@ def run_run(args: argparse.Namespace) -> int:
     state = run_suite(suite, _data(args.data), cells, progress=not args.no_progress)
     if not args.no_leaderboard:
         write_outputs(suite)
-    failed = [c.id for c in (cells or suite.cells) if cell_status(state, c.id) != "done"]
+    statuses = {c.id: cell_status(state, c.id) for c in (cells or suite.cells)}
+    queued = [cell for cell, status in statuses.items() if status == "running"]  # Slurm jobs, another run
+    if queued:
+        print(
+            f"{len(queued)} cells still running elsewhere (Slurm jobs or another suite run): "
+            + ", ".join(queued)
+        )
+    failed = [cell for cell, status in statuses.items() if status not in ("done", "running")]
     if failed:
         print(
             f"error: {len(failed)} cells failed: {', '.join(failed)} (see `suite show {suite.name}`)",

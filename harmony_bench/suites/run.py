@@ -361,15 +361,27 @@ def collect_job_results(state: dict[str, Any], paths: Paths) -> list[str]:
 
     A job runs the same worker as a local cell, so its result file holds the
     outcome and the worker-side cost.  Until that file exists the cell stays
-    ``running`` (the job is queued or running).
+    ``running`` (the job is queued or running), unless Slurm's accounting says
+    the job is over (timeout, out of memory, cancelled, node failure): a job
+    killed that way never writes its result, so its cell is marked failed and
+    runs again on the next ``suite run``.
     """
+    from harmony_bench.suites.slurm import DEAD_STATES, job_state
+
     updated = []
     for cell_id, entry in state["cells"].items():
+        if entry.get("status") != "running" or not entry.get("job_id"):
+            continue
         result = paths.cell_spec(cell_id).with_suffix(".result.json")
-        if entry.get("status") != "running" or not entry.get("job_id") or not result.exists():
+        log = str(paths.root / "slurm" / str(entry["job_id"]))
+        if not result.exists():
+            ended = job_state(str(entry["job_id"]))
+            if ended in DEAD_STATES:
+                error = f"Slurm job {entry['job_id']} ended {ended} without a result; see {log}"
+                state["cells"][cell_id] = {**entry, "status": "failed", "finished": _now(), "error": error}
+                updated.append(cell_id)
             continue
         outcome = json.loads(result.read_text(encoding="utf-8"))
-        log = str(paths.root / "slurm" / str(entry["job_id"]))
         code = 0 if outcome.get("state") == "completed" else 1
         fields = {**outcome_entry(outcome, code, log), **cost_fields(outcome.get("cost") or {})}
         state["cells"][cell_id] = {**entry, **fields}

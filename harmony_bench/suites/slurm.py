@@ -14,7 +14,9 @@
 
 The next ``suite run`` or ``suite show`` (anywhere that sees the output directory, e.g. a shared
 file system) folds the jobs' result files into the state file: status, record and cost.  A failed
-job's cell runs again on the next ``suite run``; a job still queued keeps its cell ``running``.
+job's cell runs again on the next ``suite run``; a job still queued keeps its cell ``running``.  A job
+Slurm ended before the worker could write its result (TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL, ...)
+is recognised through ``sacct`` and its cell marked failed, so it too runs again.
 ``--slurm`` values are submitit parameters (``slurm_partition=gpu``, ``gpus_per_node=1``,
 ``timeout_min=600``, ``slurm_additional_parameters={account: x}``); the dependency is merged into
 ``slurm_additional_parameters``.
@@ -23,6 +25,8 @@ job's cell runs again on the next ``suite run``; a job still queued keeps its ce
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +43,28 @@ from harmony_bench.suites.run import (
 )
 from harmony_bench.suites.spec import Cell, Step, Suite
 from harmony_bench.suites.state import read_state, write_state
+
+# sacct states of a job that is over without having run to its end (it wrote no result file)
+DEAD_STATES = frozenset(
+    {"BOOT_FAIL", "CANCELLED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
+)
+
+
+def job_state(job_id: str) -> str | None:
+    """The Slurm state of ``job_id`` from ``sacct`` (e.g. ``TIMEOUT``); None where sacct cannot tell.
+
+    Asked only for a cell still ``running`` with no result file, so a machine without Slurm (or an
+    accounting database that does not answer) leaves the cell as it is rather than guessing.
+    """
+    if shutil.which("sacct") is None:
+        return None
+    argv = ["sacct", "-j", job_id, "-X", "--noheader", "--parsable2", "--format", "State"]
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
+    except (subprocess.SubprocessError, OSError):
+        return None
+    lines = out.split()
+    return lines[0] if lines else None  # "CANCELLED by 1234" -> "CANCELLED"
 
 
 def _job(spec_path: str) -> int:
