@@ -378,27 +378,8 @@ def test_real_data_suite_asks_for_its_data(tmp_path, monkeypatch, capsys):
 
 def test_slurm_launcher_submits_one_job_per_missing_cell(slow_suite, monkeypatch, capsys):
     """submitit is optional: a stand-in executor runs each job in-process and records what was submitted."""
-    import types
-
     submitted = []
-
-    class Job:
-        def __init__(self, job_id):
-            self.job_id = job_id
-
-    class AutoExecutor:
-        def __init__(self, folder):
-            self.folder, self.params = folder, {}
-
-        def update_parameters(self, **params):
-            self.params.update(params)
-
-        def submit(self, fn, *args):
-            submitted.append((self.params, args))
-            fn(*args)  # the job's body: the worker on the cell spec
-            return Job(str(1000 + len(submitted)))
-
-    monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
+    _fake_submitit(monkeypatch, submitted)
     s = slow_suite
     argv = ["suite", "run", str(s["suite"]), "--output", str(s["out"]), "--no-progress"]
     assert (
