@@ -162,3 +162,27 @@ def test_bad_method_preset_and_settings(tmp_path, capsys, args, message):
     rc = main(["pretrain", *args, "--data", str(tmp_path), "--output", str(tmp_path / "o")])
     assert rc == 2
     assert message in capsys.readouterr().err
+
+
+def test_collate_cuts_captions_after_the_longest():
+    import torch
+
+    from harmony_bench.pretrain.data.dataset import collate
+
+    def item(n_tokens):
+        text = torch.zeros(77, dtype=torch.long)
+        text[:n_tokens] = torch.arange(1, n_tokens + 1)
+        mask = torch.zeros(77, dtype=torch.bool)
+        mask[1] = True
+        return {
+            "crops": [torch.zeros(3, 4, 4)],
+            "skipped": 0,
+            "text": text,
+            "text_masked": text,
+            "text_mask": mask,
+        }
+
+    batch = collate([item(5), item(9), item(3)])
+    assert batch["text"].shape == batch["text_masked"].shape == batch["text_mask"].shape == (3, 9)
+    assert batch["text"][1].tolist() == list(range(1, 10)) and batch["text_mask"][:, 1].all()
+    assert batch["crops"][0].shape == (3, 3, 4, 4) and batch["skipped"] == 0

@@ -417,3 +417,21 @@ def test_mask_dist_masked_self_distillation():
     assert torch.allclose(terms["mask_dist_patch"], patch, atol=ATOL)
     assert torch.allclose(terms["mask_dist_cls"], cls, atol=ATOL)
     assert torch.allclose(loss, patch + cls, atol=ATOL)
+
+
+def test_mean_over_masked_rows_equals_the_masked_mean_over_all_rows():
+    """The heads run on masked rows only; the per-sample mean over those rows is iBOT's masked mean."""
+    from harmony_bench.pretrain.objectives import distill
+
+    g = torch.Generator().manual_seed(0)
+    values = torch.rand(5, 3, 4, generator=g)
+    mask = torch.rand(5, 3, 4, generator=g) < 0.4
+    mask[2] = False  # a sample with nothing masked counts as zero, as in iBOT (count clamped at 1)
+    tokens = torch.arange(5 * 12.0).view(5, 12, 1)
+    rows = distill.masked_rows(tokens, mask)
+    assert rows.shape == (int(mask.sum()), 1)
+    assert torch.equal(rows[:, 0], tokens.flatten()[mask.flatten()])  # row-major: sample, then position
+    got = distill.masked_rows_mean(values[mask], mask)
+    per_sample = (values * mask).flatten(1).sum(1) / mask.flatten(1).sum(1).clamp(min=1)
+    assert torch.allclose(got, per_sample.mean(), atol=1e-7)
+    assert torch.allclose(got, distill.masked_mean(values, mask), atol=1e-7)

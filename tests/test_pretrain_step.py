@@ -60,7 +60,7 @@ def test_single_backward_equals_sum_of_per_objective_gradients(method):
 
 
 def test_train_step_equals_original_per_path_loop():
-    """The fused step (one backward, foreach AdamW) lands on the same weights as the Harmony repo's loop."""
+    """The fused step (one backward, fused AdamW) lands on the same weights as the Harmony repo's loop."""
     cfg = tiny_cfg("harmony")
     batches = [fixed_batch(cfg, batch=4, seed=s) for s in (6, 7)]
     ours = tiny_model(cfg)
@@ -68,7 +68,8 @@ def test_train_step_equals_original_per_path_loop():
     device = torch.device("cpu")
     opt_ours = optim.build_optimizer(ours, cfg, device)
     opt_theirs = build_default_adamw(theirs, cfg)
-    assert opt_ours.defaults["foreach"] and not opt_theirs.defaults["foreach"]
+    assert opt_ours.defaults["fused"]
+    assert not opt_theirs.defaults["fused"] and not opt_theirs.defaults["foreach"]
     for i, batch in enumerate(batches):
         step = optim.step_schedule(cfg, i + 30, 24, 16)  # epoch 1: past iBOT's frozen last layer
         terms = train_step(ours, ours, opt_ours, batch, step, cfg, device)
@@ -117,6 +118,36 @@ def test_fused_step_runs_the_teacher_once_and_the_original_twice():
     seen.clear()
     backward_per_path(model, batch, step)
     assert seen == [8, 4]  # iBOT path: both crops; CLIP path: crop 0 again (the repo's structure)
+
+
+def test_fused_step_batches_the_student_forwards_the_original_runs_per_path():
+    """Our step batches the student forwards; the repo's loop runs them per path.
+
+    Ours: the global-crop views (CLIP's plain crop 0, iBOT's masked crops) in ONE ViT call, both caption
+    versions in ONE text call, and the iBOT head only on [CLS] and masked rows.
+    """
+    cfg = tiny_cfg("harmony")
+    batch = fixed_batch(cfg, batch=4)
+    model = tiny_model(cfg)
+    images: list[tuple[int, int]] = []  # (batch, tokens) per student ViT call
+    texts: list[int] = []
+    head_rows: list[int] = []
+    model.student.vit.patch_embed.register_forward_hook(lambda m, i, o: images.append(tuple(o.shape[:2])))
+    model.student.text.token_embedding.register_forward_hook(lambda m, i, o: texts.append(o.shape[0]))
+    model.objectives["ibot"].head.register_forward_hook(lambda m, i, o: head_rows.append(i[0].shape[0]))
+    step = sched(epoch=1, hard_weight=0.5)
+    model(batch, step)
+    n_local = int(cfg["crops"]["local_number"])
+    masked = int(batch["block_masks"].sum())
+    assert 0 < masked < batch["block_masks"].numel()
+    # ViT calls: [plain 0 + masked 0 + masked 1], the local crops, MAE's visible patches of both globals
+    assert [b for b, _ in images] == [12, 4 * n_local, 8]
+    assert texts == [8]  # full and masked captions together
+    assert head_rows == [4 * (2 + n_local) + masked]  # every crop's [CLS], then the masked patches only
+    images.clear(), texts.clear(), head_rows.clear()
+    backward_per_path(model, batch, step)
+    assert [b for b, _ in images] == [8, 4 * n_local, 4, 8]  # iBOT globals, locals; CLIP crop 0; MAE
+    assert texts == [4, 4]  # the CLIP path, then the text path
 
 
 # ---- EMA ---------------------------------------------------------------------------------------------------
@@ -187,12 +218,99 @@ def test_weight_decay_only_on_matrices_and_gradient_clipping():
     assert decayed == expected and "objectives.clip.logit_scale" in decayed
     assert all(p.ndim == 1 for p in groups[1]["params"]) and groups[1]["weight_decay"] == 0.0
     assert not any(p is model.student.vit.head.bias for g in groups for p in g["params"])  # frozen zero bias
-    for p in model.parameters():
-        p.grad = torch.full_like(p, 1.0) if p.requires_grad else None
-    # norms in float64: torch's float32 CPU norm of a 1.6M-element tensor is off by ~1e-3
-    norms = {n: p.grad.double().norm() for n, p in model.named_parameters() if p.grad is not None}
-    total = optim.clip_gradients(model, 3.0, "per-param")
+
+    def fill_grads():
+        for p in model.parameters():
+            p.grad = torch.full_like(p, 1.0) if p.requires_grad else None
+        # norms in float64: torch's float32 CPU norm of a 1.6M-element tensor is off by ~1e-3
+        return {n: p.grad.double().norm() for n, p in model.named_parameters() if p.grad is not None}
+
+    # the Harmony repo clips its image ``student`` only: the ViT (+ [MASK]) and the iBOT head
+    image_student = ("student.vit.", "student.mask_token", "objectives.ibot.head.")
+    norms = fill_grads()
+    total = optim.clip_gradients(model.clipped_parameters("image-student"), 3.0, "per-param")
+    clipped = {n for n in norms if n.startswith(image_student)}
+    assert "student.vit.blocks.0.attn.qkv.weight" in clipped and "student.mask_token" in clipped
+    assert "objectives.ibot.head.last_layer.weight" in clipped
+    assert not any(n.startswith(("student.text.", "objectives.mae.", "objectives.mlm.")) for n in clipped)
+    expected = math.sqrt(sum(float(norms[n]) ** 2 for n in clipped))
+    assert float(total) == pytest.approx(expected, rel=1e-5)
+    for n, p in model.named_parameters():
+        if p.grad is not None:
+            bound = min(float(norms[n]), 3.0) if n in clipped else float(norms[n])
+            assert float(p.grad.double().norm()) == pytest.approx(bound, rel=1e-4), n
+    assert any(float(norms[n]) > 3.0 for n in norms if n not in clipped)  # some unclipped one is over 3
+
+    norms = fill_grads()
+    total = optim.clip_gradients(model.clipped_parameters("all"), 3.0, "per-param")
     assert float(total) == pytest.approx(math.sqrt(sum(float(v) ** 2 for v in norms.values())), rel=1e-5)
     for n, p in model.named_parameters():
         if p.grad is not None:
             assert float(p.grad.double().norm()) == pytest.approx(min(float(norms[n]), 3.0), rel=1e-4), n
+    with pytest.raises(ValueError, match="clip_scope"):
+        model.clipped_parameters("text")
+
+
+def test_grad_checkpointing_gives_the_plain_gradients_with_less_memory_kept():
+    """Recomputed blocks replay drop path's RNG: the same gradients as storing activations."""
+    cfg = tiny_cfg("harmony", ["model.drop_path_rate=0.2"])
+    cfg_ckpt = tiny_cfg("harmony", ["model.drop_path_rate=0.2", "model.grad_checkpointing=true"])
+    batch = fixed_batch(cfg, batch=4, seed=8)
+    step = sched(epoch=1, hard_weight=0.5)
+    results = []
+    for c in (cfg, cfg_ckpt):
+        model = tiny_model(c)
+        weights = {p.untyped_storage().data_ptr() for p in model.parameters()}
+        saved: list[int] = []  # activations autograd keeps for the backward (not the weights it keeps)
+
+        def pack(t, weights=weights, saved=saved):
+            if t.untyped_storage().data_ptr() not in weights:
+                saved.append(t.numel())
+            return t
+
+        torch.manual_seed(3)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            total, _ = model(batch, step)
+        total.backward()
+        results.append((grads(model), sum(saved), float(total.detach())))
+    (plain, kept_plain, loss_plain), (ckpt, kept_ckpt, loss_ckpt) = results
+    assert loss_ckpt == pytest.approx(loss_plain, rel=1e-6)
+    assert set(plain) == set(ckpt)
+    for n in plain:
+        scale = float(plain[n].abs().max())
+        assert float((plain[n] - ckpt[n]).abs().max()) <= 1e-5 * scale + 1e-9, n
+    # measured 0.63: the heads, decoders and losses outside the towers' blocks keep their activations
+    assert kept_ckpt < 0.75 * kept_plain, (kept_ckpt, kept_plain)
+    assert tiny_model(cfg_ckpt).student.vit.grad_checkpointing
+
+
+@pytest.mark.parametrize("causal", [True, False])
+def test_captions_cut_after_the_longest_give_the_same_losses_and_gradients(causal):
+    """The loader cuts the 0-padding after the batch's longest caption: exact for the causal towers, and a
+    bidirectional tower (no causal mask) gets its padding back."""
+    from harmony_bench.pretrain.data.dataset import trim_text_padding
+
+    cfg = tiny_cfg("harmony")
+    batch = fixed_batch(cfg, batch=4, seed=9)
+    cut = trim_text_padding(batch)
+    longest = int((batch["text"] != 0).sum(1).max())
+    assert cut["text"].shape[1] == longest < batch["text"].shape[1]
+    assert cut["text_mask"].shape[1] == cut["text_masked"].shape[1] == longest
+    assert torch.equal(cut["text"], batch["text"][:, :longest]) and bool(
+        (batch["text"][:, longest:] == 0).all()
+    )
+    step = sched(epoch=1, hard_weight=0.5)
+    results = []
+    for b in (batch, cut):
+        model = tiny_model(cfg)
+        if not causal:
+            model.student.text.attn_mask = model.teacher.text.attn_mask = None
+        total, terms = model(b, step)
+        total.backward()
+        results.append((grads(model), {k: float(v) for k, v in terms.items()}))
+    (full_grads, full_terms), (cut_grads, cut_terms) = results
+    for k in full_terms:
+        assert cut_terms[k] == pytest.approx(full_terms[k], rel=1e-5, abs=1e-6), k
+    for n in full_grads:
+        scale = float(full_grads[n].abs().max())
+        assert float((full_grads[n] - cut_grads[n]).abs().max()) <= 1e-5 * scale + 1e-9, n

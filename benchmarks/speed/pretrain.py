@@ -4,15 +4,17 @@
   runs in one forward that shares what several objectives need (the EMA teacher on the global crops, the
   student text tower on the masked captions), then ONE backward over the weighted sum, per-parameter
   clipping, AdamW (fused kernel on CUDA, foreach on CPU) and the EMA update; bf16 autocast on CUDA.
+- **ours+ckpt**: the same with ``model.grad_checkpointing`` (the student towers' blocks recomputed in the
+  backward): what to run when the single backward's memory does not fit.
 - **original** (``original_loop.original_step``): the repo's structure re-stated on the same modules: its
   paths (iBOT, CLIP, MLM + text distillation, MAE) each do their own forward and ``loss.backward()``, then
-  torch's default (non-fused) AdamW, clipping and EMA; same autocast.
+  its clipping loop, torch's default (non-fused) AdamW and its EMA loop; same autocast.
 
-Both start from the same weights (a deep copy) and see the same batch; they are timed alternately in one
-process and the ratio of median step times is printed (> 1: ours is faster).  Peak memory is what a step
+All start from the same weights (deep copies) and see the same batch; they are timed alternately in one
+process and the ratios of median step times are printed (> 1: ours is faster).  Peak memory is what a step
 needs on top of what was allocated before it (weights, AdamW state): on CUDA ``max_memory_allocated``; on a
 CPU glibc's in-use heap bytes (``mallinfo2``), polled every 0.5 ms by a thread during one extra, untimed
-step per variant.
+step per variant.  FLOPs are the matrix FLOPs of one more untimed step (``torch.utils.flop_counter``).
 
 On CUDA it also reports bf16 images/s and MFU of our step for ViT-S/16 and ViT-B/16 at full size (2 x 224
 + 8 x 96 crops, 12-layer text tower, iBOT head 8192) at the README's per-GPU batch (``--gpu-batch``).
@@ -33,11 +35,15 @@ from typing import Any
 import numpy as np
 import torch
 
+# Batches cut their captions after the longest one (``trim_text_padding``, as the loader does).  The last
+# caption is as long as the longest in a typical CC3M batch of 64 (~30 tokens; the mean is ~15), so the text
+# towers see about the sequence length they see on real data, not all 77 positions.
 CAPTIONS = (
     "a photo of a red circle on a blue background.",
     "two shapes: a green square and a yellow triangle drawn over a grey texture.",
     "an image showing a purple star, white background.",
-    "a photo of an orange circle and a black square on a striped background.",
+    "actor attends the premiere of the film at the festival, wearing a dark suit and standing next to a "
+    "friend on the red carpet in front of photographers.",
 )
 
 # ``--set`` overrides on top of benchmarks/pretrain/defaults.yaml.
@@ -75,6 +81,8 @@ def make_batch(cfg: dict[str, Any], batch: int, device: torch.device, seed: int 
     """A batch in the data pipeline's format: random pixels, iBOT block masks, MAE permutations, captions."""
     from harmony_bench.models.build import build_tokenizer
     from harmony_bench.pretrain.data import masking
+    from harmony_bench.pretrain.data.dataset import trim_text_padding
+    from harmony_bench.pretrain.trainer import to_device
 
     g = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -105,18 +113,24 @@ def make_batch(cfg: dict[str, Any], batch: int, device: torch.device, seed: int 
     masked = ids.clone()
     masked[torch.from_numpy(mask)] = tok.vocab_size
     out = {
-        "crops": [x.to(device) for x in crops],
-        "block_masks": torch.from_numpy(blocks).to(device),
-        "perms": torch.from_numpy(perms).to(device),
-        "text": ids.to(device),
-        "text_masked": masked.to(device),
-        "text_mask": torch.from_numpy(mask).to(device),
+        "crops": crops,
+        "block_masks": torch.from_numpy(blocks),
+        "perms": torch.from_numpy(perms),
+        "text": ids,
+        "text_masked": masked,
+        "text_mask": torch.from_numpy(mask),
     }
-    return out
+    return to_device(trim_text_padding(out), device)  # as the data loader's collate does
 
 
-def variants(cfg: dict[str, Any], device: torch.device, which: tuple[str, ...] = ("ours", "original")):
-    """``{name: (step_fn, model)}``: both from one seeded model (the original gets a deep copy)."""
+VARIANTS = ("ours", "ours+ckpt", "original")
+
+
+def variants(cfg: dict[str, Any], device: torch.device, which: tuple[str, ...] = VARIANTS):
+    """``{name: (step_fn, model)}``, all from one seeded model (every variant but the last gets a deep copy).
+
+    ``ours+ckpt`` is our step with ``model.grad_checkpointing`` on: the memory-saving setting.
+    """
     from harmony_bench.pretrain import optim
     from harmony_bench.pretrain.model import PretrainModel
     from harmony_bench.pretrain.original_loop import build_default_adamw, original_step
@@ -125,10 +139,16 @@ def variants(cfg: dict[str, Any], device: torch.device, which: tuple[str, ...] =
     torch.manual_seed(0)
     base = PretrainModel(cfg).to(device).train()
     out = {}
-    if "ours" in which:
-        model = base if "original" not in which else copy.deepcopy(base)
+    for name in ("ours", "ours+ckpt"):
+        if name not in which:
+            continue
+        model = base if which[-1] == name else copy.deepcopy(base)
+        if name == "ours+ckpt":
+            model.student.vit.set_grad_checkpointing(True)
+            if model.student.text is not None:
+                model.student.text.set_grad_checkpointing(True)
         opt = optim.build_optimizer(model, cfg, device)
-        out["ours"] = (lambda b, s, m=model, o=opt: train_step(m, m, o, b, s, cfg, device), model)
+        out[name] = (lambda b, s, m=model, o=opt: train_step(m, m, o, b, s, cfg, device), model)
     if "original" in which:
         opt_o = build_default_adamw(base, cfg)
         out["original"] = (lambda b, s, m=base, o=opt_o: original_step(m, o, b, s, cfg, device), base)
@@ -177,7 +197,17 @@ def compare(cfg: dict[str, Any], batch: int, steps: int, device: torch.device) -
     med = {k: statistics.median(v) for k, v in times.items()}
     if device.type == "cpu":
         peaks = cpu_memory(cfg, runs, data)
-    return {"median_s": med, "peak_bytes": peaks, "params": _params(runs["ours"][1])}
+    flops = {name: step_flops(fn, data, sched) for name, (fn, _) in runs.items()}
+    return {"median_s": med, "peak_bytes": peaks, "flops": flops, "params": _params(runs["ours"][1])}
+
+
+def step_flops(fn, batch: dict[str, Any], sched: dict[str, float]) -> float:
+    """Matrix FLOPs of one (untimed) step, forward + backward (``torch.utils.flop_counter``)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn(batch, sched)
+    return float(counter.get_total_flops())
 
 
 def _params(model: torch.nn.Module) -> int:
@@ -253,16 +283,12 @@ def throughput(
     arch_config: str, batch: int, steps: int, device: torch.device, peak_tflops: float | None
 ) -> str:
     """bf16 images/s and MFU of our step at full size on CUDA."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     cfg = build(arch_config, [f"batch_size={batch}"])
     data = make_batch(cfg, batch, device)
     sched = schedule(cfg, batch)
     fn, model = variants(cfg, device, ("ours",))["ours"]
     fn(data, sched)  # warm-up
-    with FlopCounterMode(display=False) as counter:
-        fn(data, sched)
-    flops = counter.get_total_flops()
+    flops = step_flops(fn, data, sched)
     times = [timed(fn, data, sched, device)[0] for _ in range(steps)]
     med = statistics.median(times)
     line = (
@@ -307,12 +333,17 @@ def main() -> None:
         f"{torch.get_num_threads()} threads), config {args.config}, batch {args.batch}, "
         f"{result['params'] / 1e6:.2f} M trainable params, {args.steps} timed steps each"
     )
-    for name in ("ours", "original"):
+    for name in VARIANTS:
         mem = f", peak memory +{memory[name] / 2**20:.0f} MiB" if name in memory else ""
-        print(f"  {name:9s} {med[name] * 1e3:8.0f} ms/step  {1 / med[name]:6.2f} steps/s{mem}")
-    print(f"  ratio (original / ours): {med['original'] / med['ours']:.2f}x")
-    if memory:
-        print(f"  memory ratio (original / ours): {memory['original'] / max(memory['ours'], 1):.2f}x")
+        gflop = result["flops"][name] / 1e9
+        rate = f"{med[name] * 1e3:8.0f} ms/step  {1 / med[name]:6.2f} steps/s"
+        print(f"  {name:9s} {rate}, {gflop:.1f} GFLOP{mem}")
+    for name in ("ours", "ours+ckpt"):
+        line = f"  ratio original / {name}: {med['original'] / med[name]:.2f}x speed"
+        line += f", {result['flops']['original'] / result['flops'][name]:.2f}x FLOPs"
+        if memory:
+            line += f", {memory['original'] / max(memory[name], 1):.2f}x memory"
+        print(line)
     if device.type == "cuda" and not args.no_throughput:
         name = torch.cuda.get_device_name(device)
         peak = args.peak_tflops or next((v for k, v in GPU_PEAK_TFLOPS.items() if k in name), None)

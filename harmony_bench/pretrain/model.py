@@ -2,7 +2,9 @@
 
 ``forward`` runs every objective on one batch and returns the weighted sum of
 their losses, so the trainer does ONE backward pass (the Harmony repo did a
-backward per objective; gradients are the same, see the tests).  The EMA
+backward per objective; gradients are the same, see the tests).  The step
+context batches the student forwards the objectives share (see
+:class:`~harmony_bench.pretrain.objectives.base.StepContext`).  The EMA
 update moves the teacher towers and every objective's teacher head.
 """
 
@@ -15,7 +17,7 @@ from torch import nn
 
 from harmony_bench.pretrain.config import uses_text
 from harmony_bench.pretrain.objectives import build_objective
-from harmony_bench.pretrain.objectives.base import StepContext
+from harmony_bench.pretrain.objectives.base import TEXT_ORDER, VIEW_ORDER, StepContext
 from harmony_bench.pretrain.objectives.heads import teacher_copy
 from harmony_bench.pretrain.towers import build_towers
 
@@ -58,8 +60,18 @@ class PretrainModel(nn.Module):
     ) -> StepContext:
         """A fresh step context for ``objectives`` (default: all); shared forwards run at most once in it."""
         names = self.names if objectives is None else objectives
+        chosen = [self.objectives[n] for n in names]
+        image_views = {v for o in chosen for v in o.image_views}
+        text_views = {v for o in chosen for v in o.text_views}
         return StepContext(
-            batch, self.student, self.teacher, sched, EOT_ID, teacher_both_globals="ibot" in names
+            batch,
+            self.student,
+            self.teacher,
+            sched,
+            EOT_ID,
+            teacher_both_globals="ibot" in names,
+            image_views=tuple(v for v in VIEW_ORDER if v in image_views),
+            text_views=tuple(v for v in TEXT_ORDER if v in text_views),
         )
 
     def forward(
@@ -93,6 +105,25 @@ class PretrainModel(nn.Module):
             t_params = list(teacher.parameters())
             torch._foreach_mul_(t_params, momentum)
             torch._foreach_add_(t_params, s_params, alpha=1.0 - momentum)
+
+    def clipped_parameters(self, scope: str) -> list[nn.Parameter]:
+        """The parameters gradient clipping covers (``optim.clip_scope``).
+
+        ``image-student`` is the Harmony repo's: ``utils.clip_gradients(student, ...)`` where ``student`` is
+        its image encoder (with the CLIP projection and [MASK] embedding) wrapped with the iBOT head;
+        ``all`` is every trainable parameter.
+        """
+        if scope == "all":
+            return [p for p in self.parameters() if p.requires_grad]
+        if scope != "image-student":
+            raise ValueError(f"optim.clip_scope must be image-student or all, got {scope!r}")
+        modules: list[nn.Module] = [self.student.vit]
+        for objective in self.objectives.values():
+            modules += objective.image_student_heads()
+        params = [p for m in modules for p in m.parameters() if p.requires_grad]
+        if self.student.mask_token is not None:
+            params.append(self.student.mask_token)
+        return params
 
     def after_backward(self, epoch: int) -> None:
         """Each objective's gradient surgery before clipping and the optimizer step."""

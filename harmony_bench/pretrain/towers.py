@@ -13,6 +13,7 @@ from functools import partial
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -57,6 +58,10 @@ def build_towers(cfg: dict[str, Any], *, text: bool, mask_token: bool, projectio
     text_model = build_text_model({**cfg["model"]["text"], "tokenizer": "open_clip"}) if text else None
     if text_model is not None:
         text_model.train()
+    if cfg["model"].get("grad_checkpointing"):
+        vit.set_grad_checkpointing(True)  # honoured by run_blocks below, only where gradients flow
+        if text_model is not None:
+            text_model.set_grad_checkpointing(True)
     towers = Towers(vit, text_model, mask_token)
     if towers.mask_token is not None:
         nn.init.trunc_normal_(towers.mask_token, std=0.02)
@@ -79,7 +84,20 @@ def image_tokens(
     if mask is not None:
         x = torch.where(mask.unsqueeze(-1), mask_token.to(x.dtype), x)
     x = vit.norm_pre(vit.patch_drop(vit._pos_embed(x)))
-    return vit.norm(vit.blocks(x))
+    return vit.norm(run_blocks(vit, x))
+
+
+def run_blocks(vit: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The ViT's blocks, through timm's ``checkpoint_seq`` when grad checkpointing is on and grads flow.
+
+    Checkpointing keeps the RNG state of the first pass, so drop path drops the same paths when a block is
+    recomputed: gradients are those of the plain forward.
+    """
+    if getattr(vit, "grad_checkpointing", False) and torch.is_grad_enabled():
+        from timm.models import checkpoint_seq
+
+        return checkpoint_seq(vit.blocks, x, use_reentrant=False)
+    return vit.blocks(x)
 
 
 def pos_embed_for(vit: nn.Module, grid: tuple[int, int]) -> torch.Tensor:
@@ -100,17 +118,23 @@ def visible_tokens(vit: nn.Module, images: torch.Tensor, keep: torch.Tensor) -> 
     x = torch.gather(x, 1, keep.unsqueeze(-1).expand(-1, -1, d))
     cls = (vit.cls_token + pos[:, :1]).expand(b, -1, -1)
     x = vit.norm_pre(torch.cat([cls, x], dim=1))
-    return vit.norm(vit.blocks(x))
+    return vit.norm(run_blocks(vit, x))
 
 
 def text_tokens(text: nn.Module, ids: torch.Tensor, eot: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(tokens (B, L, W) after ln_final, pooled embedding (B, E))``; pooled at the given EOT positions.
 
     open_clip pools at ``ids.argmax()``; with [MASK] = 49408 > EOT that would pick a mask, so the EOT
-    position of the unmasked caption is passed in.
+    position of the unmasked caption is passed in.  ``ids`` may be cut after the longest caption
+    (``trim_text_padding``): exact for a causal tower; a bidirectional one gets its padding back.
     """
+    n, context = ids.shape[1], text.positional_embedding.shape[0]
+    if text.attn_mask is None and n < context:  # bidirectional: the padding is attended to, restore it
+        ids = F.pad(ids, (0, context - n))
     x, attn_mask = text._embeds(ids)
-    x = text.ln_final(text.transformer(x, attn_mask=attn_mask))
+    if attn_mask is not None and attn_mask.dim() == 2 and attn_mask.shape[0] > x.shape[1]:
+        attn_mask = attn_mask[: x.shape[1], : x.shape[1]]  # open_clip slices only with a padding mask
+    x = text.ln_final(text.transformer(x, attn_mask=attn_mask))[:, :n]
     pooled = x[torch.arange(x.shape[0], device=x.device), eot]
     proj = text.text_projection
     pooled = proj(pooled) if isinstance(proj, nn.Module) else pooled @ proj

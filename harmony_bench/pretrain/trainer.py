@@ -97,8 +97,9 @@ def train_step(
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     core.after_backward(int(sched["epoch"]))
+    o = cfg["optim"]
     terms["grad_norm"] = optim.clip_gradients(
-        core, float(cfg["optim"]["clip_grad"]), cfg["optim"]["clip_mode"]
+        core.clipped_parameters(o.get("clip_scope", "image-student")), float(o["clip_grad"]), o["clip_mode"]
     )
     optimizer.step()
     core.ema_update(sched["momentum"])

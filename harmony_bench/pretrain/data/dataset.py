@@ -113,7 +113,7 @@ def _decode(data: bytes) -> Image.Image:
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack samples; crops stay a list (global and local crops differ in size)."""
+    """Stack samples (crops stay a list: global and local crops differ in size); cut caption padding."""
     out: dict[str, Any] = {
         "crops": [torch.stack([it["crops"][i] for it in items]) for i in range(len(items[0]["crops"]))],
         "skipped": sum(int(it["skipped"]) for it in items),
@@ -121,7 +121,24 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     for key in items[0]:
         if key not in out:
             out[key] = torch.stack([it[key] for it in items])
-    return out
+    return trim_text_padding(out)
+
+
+TEXT_KEYS = ("text", "text_masked", "text_mask")
+
+
+def trim_text_padding(batch: dict[str, Any]) -> dict[str, Any]:
+    """Cut the caption tensors after the batch's longest caption (its EOT); the rest is padding (id 0).
+
+    CLIP's tokenizer pads every caption to 77 ids; a CC3M caption has ~15.  The text towers are causal (no
+    position attends to a later one), so every output a loss reads (EOT pooling, masked positions) is the
+    same on the cut batch, and the student and teacher text towers do a fraction of the work.
+    """
+    if "text" not in batch:
+        return batch
+    used = (batch["text"] != 0).any(dim=0).nonzero()
+    length = int(used.max()) + 1 if len(used) else 1
+    return {**batch, **{key: batch[key][:, :length] for key in TEXT_KEYS if key in batch}}
 
 
 class EpochSampler(torch.utils.data.Sampler[int]):

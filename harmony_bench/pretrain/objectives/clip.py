@@ -49,6 +49,8 @@ class CLIPObjective(Objective):
     """Image crop 0 (global crop 1 in Harmony's numbering) against its caption."""
 
     name = "clip"
+    image_views = (("plain", 0),)
+    text_views = ("full",)
 
     def __init__(self, cfg: dict[str, Any], spec: dict[str, Any], towers: nn.Module) -> None:
         super().__init__(cfg, spec, towers)

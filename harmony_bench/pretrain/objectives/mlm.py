@@ -51,6 +51,7 @@ class MLMObjective(Objective):
     """Masked language modelling on the captions."""
 
     name = "mlm"
+    text_views = ("masked",)
 
     def __init__(self, cfg: dict[str, Any], spec: dict[str, Any], towers: nn.Module) -> None:
         super().__init__(cfg, spec, towers)

@@ -38,6 +38,7 @@ class SimCLRObjective(Objective):
     """Image self-supervision of SLIP."""
 
     name = "simclr"
+    image_views = (("plain", 0), ("plain", 1))
 
     def __init__(self, cfg: dict[str, Any], spec: dict[str, Any], towers: nn.Module) -> None:
         super().__init__(cfg, spec, towers)

@@ -22,6 +22,7 @@ class TextDistObjective(Objective):
     """Masked caption tokens distilled from the teacher's full-caption tokens."""
 
     name = "text_dist"
+    text_views = ("masked",)
 
     def __init__(self, cfg: dict[str, Any], spec: dict[str, Any], towers: nn.Module) -> None:
         super().__init__(cfg, spec, towers)
@@ -39,18 +40,20 @@ class TextDistObjective(Objective):
     def forward(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Masked-token distillation; updates the centre from the teacher's masked-position outputs."""
         mask = ctx.batch["text_mask"]
-        student = self.head(ctx.student_text_masked()[0])
+        # Loss and centre read masked positions only: both heads run on those rows alone.
+        student = self.head(distill.masked_rows(ctx.student_text_masked()[0], mask))
         with torch.no_grad():
-            teacher = self.teacher_head(ctx.teacher_text()[0])
+            teacher = self.teacher_head(distill.masked_rows(ctx.teacher_text()[0], mask))
         temp = schedules.epoch_warmup(
             ctx.epoch,
             int(self.spec["warmup_teacher_temp_epochs"]),
             float(self.spec["warmup_teacher_temp"]),
             float(self.spec["teacher_temp"]),
         )
-        values = distill.cross_entropy(teacher, student, self.center, temp, float(self.spec["student_temp"]))
-        loss = distill.masked_mean(values, mask)
+        s_temp = float(self.spec["student_temp"])
+        values = distill.cross_entropy(teacher, student, self.center[0], temp, s_temp)
+        loss = distill.masked_rows_mean(values, mask)
         distill.update_center(
-            self.center, teacher[mask].float().mean(0).view(1, 1, -1), float(self.spec["center_momentum"])
+            self.center, teacher.float().mean(0).view(1, 1, -1), float(self.spec["center_momentum"])
         )
         return loss, {"text_dist": loss.detach()}
