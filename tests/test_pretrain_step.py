@@ -314,3 +314,31 @@ def test_captions_cut_after_the_longest_give_the_same_losses_and_gradients(causa
     for n in full_grads:
         scale = float(full_grads[n].abs().max())
         assert float((full_grads[n] - cut_grads[n]).abs().max()) <= 1e-5 * scale + 1e-9, n
+
+
+@pytest.mark.parametrize("method", ["harmony", "slip", "maskclip"])
+def test_a_bf16_autocast_step_gives_the_fp32_losses(method, monkeypatch):
+    """CUDA runs the step under bf16 autocast; CPU autocast takes the same dtype paths (casts, masked rows,
+    heads, the fused optimizer on bf16-produced gradients), so dtype bugs show up here without a GPU."""
+    from harmony_bench.pretrain import trainer
+
+    cfg = tiny_cfg(method)
+    batch = fixed_batch(cfg, batch=4, seed=10)
+    step = optim.step_schedule(cfg, 30, 24, 16)
+    cpu = torch.device("cpu")
+    results = []
+    for dtype in (None, torch.bfloat16):
+        model = tiny_model(cfg)
+        opt = optim.build_optimizer(model, cfg, cpu)
+        if dtype is not None:
+            monkeypatch.setattr(
+                trainer, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16)
+            )
+        terms = train_step(model, model, opt, batch, step, cfg, cpu)
+        assert all(bool(torch.isfinite(p).all()) for p in model.parameters())
+        results.append({k: float(v) for k, v in terms.items()})
+    fp32, bf16 = results
+    assert set(fp32) == set(bf16)
+    for key in fp32:
+        if key.startswith("loss"):  # bf16 keeps ~3 significant digits
+            assert bf16[key] == pytest.approx(fp32[key], rel=0.03, abs=0.02), key
