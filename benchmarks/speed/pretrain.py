@@ -1,9 +1,10 @@
 """Pretraining step: our fused ``harmony`` step vs the Harmony repo's loop structure, same model and batch.
 
 - **ours** (``trainer.train_step``): every objective (CLIP + soft targets, iBOT, MAE, MLM, text distillation)
-  runs in one forward that shares what several objectives need (the EMA teacher on the global crops, the
-  student text tower on the masked captions), then ONE backward over the weighted sum, per-parameter
-  clipping, AdamW (fused kernel on CUDA, foreach on CPU) and the EMA update; bf16 autocast on CUDA.
+  runs in one forward that shares and batches what several objectives need (the EMA teacher on the global
+  crops; the student's global-crop views in one ViT call, full and masked captions in one text call), then
+  ONE backward over the weighted sum, foreach per-parameter clipping, fused AdamW and the foreach EMA
+  update; bf16 autocast on CUDA.
 - **ours+ckpt**: the same with ``model.grad_checkpointing`` (the student towers' blocks recomputed in the
   backward): what to run when the single backward's memory does not fit.
 - **original** (``original_loop.original_step``): the repo's structure re-stated on the same modules: its
@@ -134,6 +135,7 @@ def variants(cfg: dict[str, Any], device: torch.device, which: tuple[str, ...] =
     from harmony_bench.pretrain import optim
     from harmony_bench.pretrain.model import PretrainModel
     from harmony_bench.pretrain.original_loop import build_default_adamw, original_step
+    from harmony_bench.pretrain.towers import set_grad_checkpointing
     from harmony_bench.pretrain.trainer import train_step
 
     torch.manual_seed(0)
@@ -143,10 +145,7 @@ def variants(cfg: dict[str, Any], device: torch.device, which: tuple[str, ...] =
         if name not in which:
             continue
         model = base if which[-1] == name else copy.deepcopy(base)
-        if name == "ours+ckpt":
-            model.student.vit.set_grad_checkpointing(True)
-            if model.student.text is not None:
-                model.student.text.set_grad_checkpointing(True)
+        set_grad_checkpointing(model.student, name == "ours+ckpt")
         opt = optim.build_optimizer(model, cfg, device)
         out[name] = (lambda b, s, m=model, o=opt: train_step(m, m, o, b, s, cfg, device), model)
     if "original" in which:

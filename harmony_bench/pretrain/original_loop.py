@@ -104,7 +104,7 @@ def original_step(
     total = backward_per_path(model, batch, sched, device)
     model.after_backward(int(sched["epoch"]))
     o = cfg["optim"]
-    params = model.clipped_parameters(o.get("clip_scope", "image-student"))
+    params = model.clipped_parameters(o["clip_scope"])
     if o["clip_mode"] == "per-param":
         clip_per_param_loop(params, float(o["clip_grad"]))
     else:

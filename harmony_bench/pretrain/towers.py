@@ -58,14 +58,18 @@ def build_towers(cfg: dict[str, Any], *, text: bool, mask_token: bool, projectio
     text_model = build_text_model({**cfg["model"]["text"], "tokenizer": "open_clip"}) if text else None
     if text_model is not None:
         text_model.train()
-    if cfg["model"].get("grad_checkpointing"):
-        vit.set_grad_checkpointing(True)  # honoured by run_blocks below, only where gradients flow
-        if text_model is not None:
-            text_model.set_grad_checkpointing(True)
     towers = Towers(vit, text_model, mask_token)
+    set_grad_checkpointing(towers, bool(cfg["model"].get("grad_checkpointing")))
     if towers.mask_token is not None:
         nn.init.trunc_normal_(towers.mask_token, std=0.02)
     return towers
+
+
+def set_grad_checkpointing(towers: Towers, enable: bool) -> None:
+    """Recompute the towers' blocks in the backward (timm's and open_clip's switches; see ``run_blocks``)."""
+    towers.vit.set_grad_checkpointing(enable)
+    if towers.text is not None:
+        towers.text.set_grad_checkpointing(enable)
 
 
 def patch_size(vit: nn.Module) -> int:

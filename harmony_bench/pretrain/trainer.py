@@ -99,7 +99,7 @@ def train_step(
     core.after_backward(int(sched["epoch"]))
     o = cfg["optim"]
     terms["grad_norm"] = optim.clip_gradients(
-        core.clipped_parameters(o.get("clip_scope", "image-student")), float(o["clip_grad"]), o["clip_mode"]
+        core.clipped_parameters(o["clip_scope"]), float(o["clip_grad"]), o["clip_mode"]
     )
     optimizer.step()
     core.ema_update(sched["momentum"])
