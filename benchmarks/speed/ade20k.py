@@ -200,12 +200,18 @@ def _step(model, optim, images, labels, device) -> float:
         sample = SegDataSample(gt_sem_seg=PixelData(data=label))
         sample.set_metainfo({"img_shape": images.shape[-2:], "pad_shape": images.shape[-2:]})
         samples.append(sample)
+    return timed_loss_step(model, optim, images, samples, device)
+
+
+def timed_loss_step(model, optim, images, samples, device) -> float:
+    """One timed forward (``mode="loss"``) + backward + optimizer step of an OpenMMLab model (seg or det)."""
     if device == "cuda":
         torch.cuda.synchronize()
     start = time.perf_counter()
     with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
         losses = model(images, samples, mode="loss")
-    loss = sum(v for k, v in losses.items() if "loss" in k)
+    # mmdet returns some losses as per-stage lists (cascade heads)
+    loss = sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items() if "loss" in k)
     optim.zero_grad(set_to_none=True)
     loss.backward()
     optim.step()

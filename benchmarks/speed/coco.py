@@ -15,11 +15,17 @@ Uses CUDA (bf16 autocast) when available, with 800 x 1216 inputs unless given.
 from __future__ import annotations
 
 import argparse
-import time
 from pathlib import Path
 
 import torch
-from ade20k import _random_backbone, compare, ours, reference, report  # same ViT-S/16 pair as ADE20K
+from ade20k import (  # same ViT-S/16 pair as ADE20K
+    _random_backbone,
+    compare,
+    ours,
+    reference,
+    report,
+    timed_loss_step,
+)
 
 WIDTH = 384
 
@@ -69,22 +75,6 @@ def batch(n: int, height: int, width: int, device: str) -> tuple[torch.Tensor, l
     return torch.randn(n, 3, height, width, device=device), samples
 
 
-def step(model, optim, images, samples, device) -> float:
-    """One timed forward + backward + optimizer step."""
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
-        losses = model(images, samples, mode="loss")
-    loss = sum(v if torch.is_tensor(v) else sum(v) for k, v in losses.items() if "loss" in k)
-    optim.zero_grad(set_to_none=True)
-    loss.backward()
-    optim.step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - start
-
-
 def main() -> None:
     """Time both detectors alternately and print the ratio of median step times."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -114,7 +104,7 @@ def main() -> None:
     print(f"device {device}, input {height}x{width}, batch {args.batch}, {args.steps} timed steps each")
 
     def full_step(model, optim):
-        return step(model, optim, images, samples, device)
+        return timed_loss_step(model, optim, images, samples, device)
 
     series = compare(models, full_step, images, args.steps)
     report(models, "Mask R-CNN train step", *series)
