@@ -177,3 +177,29 @@ def test_zeroshot_needs_a_text_tower(root, tmp_path, capsys):
     argv = ["run", "--backbone", "ibot-vit-b16-in1k", "--task", "imagenet-zeroshot", "--data-root", str(root)]
     assert main([*argv, "--output", str(tmp_path)]) == 2
     assert "has no text tower" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_linear_under_torchrun_writes_one_record_over_the_whole_split(root, tmp_path):
+    """2 gloo processes share every global batch; rank 0 extracts the val features first, one record."""
+    import os
+    import subprocess
+    import sys
+
+    import torch.distributed as dist
+
+    from harmony_bench.results import load_record
+
+    if not (dist.is_available() and dist.is_gloo_available()):
+        pytest.skip("torch.distributed with gloo is not available")
+    out = tmp_path / "records"
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    argv = ["-m", "harmony_bench", "run", "--backbone", "vit-tiny-random", "--task", "imagenet-linear"]
+    argv += ["--preset", "smoke", "--data-root", str(root), "--output", str(out), "--set", "train.epochs=3"]
+    result = subprocess.run([*launcher, *argv], env=dict(os.environ), capture_output=True)
+    assert result.returncode == 0, result.stderr.decode()[-3000:]
+    (path,) = out.glob("*.json")
+    record = load_record(path)
+    assert record["status"]["state"] == "completed"
+    assert value(record, "data.train_images") == 80 and value(record, "data.val_images") == 20
+    assert len(record["metrics"]["history"]) == 3

@@ -46,7 +46,9 @@ def test_linear_paper_is_harmony_eval_linear_as_its_readme_runs_it():
         config,
         {
             "mode": "augmented",  # eval_linear.py:L180-L201 features of each augmented batch
-            "features.variants": ["cls+avgpool"],  # README.md:L46 --n_last_blocks 1 --avgpool_patchtokens true
+            "features.variants": [
+                "cls+avgpool"
+            ],  # README.md:L46 --n_last_blocks 1 --avgpool_patchtokens true
             "features.amp": "none",  # no autocast in eval_linear.py
             "transform": {"resize": 256, "crop": 224, "interpolation": "bicubic"},  # L82-L83 interpolation=3
             "train_transform.crop": 224,  # L110 RandomResizedCrop(224)
@@ -122,7 +124,7 @@ def test_linear_slip_is_slip_main_linear():
             "head.init_std": 0.01,  # L131
         },
     )
-    # L134: init_lr = args.lr * int(args.batch_size / utils.get_world_size()) / 256 with batch_size 128, 8 GPUs
+    # L134: init_lr = args.lr * int(args.batch_size / utils.get_world_size()) / 256, 128 per GPU, 8 GPUs
     assert scaled_lr(0.1, config["train"]) == pytest.approx(0.1 * int(128 / 8) / 256)
 
 
@@ -367,3 +369,15 @@ def test_every_released_cell_names_the_preset_of_its_source():
     calibration = [e for e in suite.expect if e.task == "imagenet-eval"]
     assert sorted(e.value for e in calibration) == [83.664, 85.952, 86.928]  # FINETUNE.md:L26-L28
     assert all(e.tolerance == 0.01 for e in calibration)
+
+
+@pytest.mark.parametrize("task", ["imagenet-linear", "imagenet-finetune", "imagenet-eval"])
+def test_every_key_a_preset_sets_is_a_config_key(task):
+    """The protocol file is the schema: a preset can only change values `config` declares."""
+    spec = get_task(task)
+    declared = set(leaves(spec.config))
+    for preset, overrides in spec.presets.items():
+        for path in filter(None, leaves(overrides)):
+            assert path in declared or any(path.startswith(f"{key}.") for key in declared), (
+                f"{preset}: {path}"
+            )
