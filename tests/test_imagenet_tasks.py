@@ -41,20 +41,20 @@ def test_linear_smoke_learns_on_augmented_views_and_reports_the_best_epoch(root,
     record = run_cli("imagenet-linear", root, out)
     assert validate_record(record) == []
     assert record["status"]["state"] == "completed" and record["dataset"]["synthetic"] is True
-    # Random-init features of the synthetic shapes are linearly separable enough: measured 70-85 % with
-    # augmented training views (chance 10 %).
+    # Random-init features of the synthetic shapes are linearly separable enough: measured 65-75 % over 3
+    # data seeds with augmented training views (chance 10 %).
     assert value(record, "top1") >= 4 * CHANCE, dump(record)
     grid = record["metrics"]["grid"]
     assert set(grid) == {"cls", "cls+avgpool"} and set(grid["cls"]) == {"lr_0p01", "lr_0p1", "lr_1"}
     final = max(cell["top1"]["value"] for cells in grid.values() for cell in cells.values())
     assert value(record, "final_top1") == final  # the grid is the last epoch's
     history = record["metrics"]["history"]
-    assert len(history) == 10  # evaluated after every epoch (Harmony --val_freq 1)
+    assert len(history) == 5  # evaluated after every epoch (Harmony --val_freq 1)
     assert value(record, "top1") == max(row["top1"]["value"] for row in history.values()) >= final
     best = f"epoch_{int(value(record, 'best_epoch')):03d}"
     assert history[best]["top1"]["value"] == value(record, "top1")
     assert value(record, "data.train_images") == 80 and value(record, "data.val_corrupt_images") == 0
-    assert record["task"]["config"]["train"]["epochs"] == 10  # the resolved smoke protocol is recorded
+    assert record["task"]["config"]["train"]["epochs"] == 5  # the resolved smoke protocol is recorded
     assert record["task"]["config"]["mode"] == "augmented"
     assert record["artifacts"]["feature_cache_hits"] == "none" and record["artifacts"]["mode"] == "augmented"
     assert "feature_cache_key_train" not in record["artifacts"]  # train features are never cached
@@ -181,7 +181,7 @@ def test_zeroshot_needs_a_text_tower(root, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_linear_under_torchrun_writes_one_record_over_the_whole_split(root, tmp_path):
-    """2 gloo processes share every global batch; rank 0 extracts the val features first, one record."""
+    """2 gloo processes share every global batch and evaluate on all val features: one record."""
     import os
     import subprocess
     import sys

@@ -23,8 +23,8 @@ Processes.  Under ``torchrun`` (``WORLD_SIZE`` > 1, augmented mode) every rank e
 global batch (``step[rank::world]``), divides its summed loss by the global number of rows, and the heads'
 gradients are summed with ``all_reduce``: the update equals the one-process update on the whole batch
 (Harmony wraps its heads in DDP, which averages per-rank means of equal shares: the same thing).  BatchNorm
-running statistics are broadcast from rank 0 after every update, as DDP does with buffers.  Rank 0
-extracts (and caches) the val features first; every rank then evaluates every head on all of them.
+running statistics are broadcast from rank 0 after every update, as DDP does with buffers.  Every rank
+reads (or extracts) the cached val features and evaluates every head on all of them: identical numbers.
 Only rank 0 writes checkpoints and artifacts.
 
 Resume.  After every epoch rank 0 writes ``<work_dir>/linear-checkpoint.pt`` (heads, optimizer, history,
@@ -219,26 +219,22 @@ def _split(context: TaskContext, root: Path, split: str, transform: Any, fresh: 
 
 
 def _features_once(
-    context: TaskContext, backbone: Backbone, dataset: Any, spec: Any, transform: Any, split: str, proc: Dist
+    context: TaskContext, backbone: Backbone, dataset: Any, spec: Any, transform: Any, split: str
 ) -> tuple[dict[str, Any], str, bool]:
-    """Cached features of a whole split; under torchrun rank 0 extracts first, the others read its entry."""
+    """Cached features of a whole split (extracted on a miss).
+
+    Under torchrun every rank reads or extracts the split itself: no rank waits on another's extraction
+    (a barrier would time out on a large model's val pass), and concurrent writes of the same cache entry
+    are atomic replacements by identical content.
+    """
     from harmony_bench.tasks.imagenet.features import cache_for, cached_features
-    from harmony_bench.tasks.imagenet.finetune import barrier
 
-    cache, extract = cache_for(context), context.config["extract"]
+    extract = context.config["extract"]
     device = next(backbone.model.parameters()).device
-
-    def get() -> tuple[dict[str, Any], str, bool]:
-        return cached_features(
-            cache, backbone, dataset, spec, transform, split, device,
-            int(extract["batch_size"]), int(extract["num_workers"]),
-        )  # fmt: skip
-
-    if proc.world == 1 or cache.directory is None:
-        return get()
-    result = get() if proc.main else None
-    barrier(proc)
-    return result if result is not None else get()
+    return cached_features(
+        cache_for(context), backbone, dataset, spec, transform, split, device,
+        int(extract["batch_size"]), int(extract["num_workers"]),
+    )  # fmt: skip
 
 
 def _cached_batches(
@@ -388,7 +384,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     features = config["features"]
     spec = FeatureSpec.covering(variants, features["amp"], features["storage"])
     val_set = _split(context, root, "val", evaluation, fresh, proc)
-    val, val_key, val_hit = _features_once(context, backbone, val_set, spec, evaluation, "val", proc)
+    val, val_key, val_hit = _features_once(context, backbone, val_set, spec, evaluation, "val")
     keys, hits_cache = {"val": val_key}, {"val": val_hit}
     augmented = config["mode"] == "augmented"
     if augmented:
@@ -399,7 +395,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     else:
         train_set = _split(context, root, "train", evaluation, fresh, proc)
         train_store, keys["train"], hits_cache["train"] = _features_once(
-            context, backbone, train_set, spec, evaluation, "train", proc
+            context, backbone, train_set, spec, evaluation, "train"
         )
         n_train, train_classes = int(train_store["count"]), list(train_set.classes)
         train_store = {k: v.to(device) for k, v in train_store.items() if k in ("cls", "avgpool", "labels")}
