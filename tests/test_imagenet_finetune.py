@@ -224,3 +224,49 @@ def test_ddp_on_cpu_agrees_across_ranks_and_resumes_exactly(root, tmp_path):
     resumed = [r for r in records(tmp_path / "resumed") if r["status"]["state"] == "completed"]
     assert [r["artifacts"]["resumed_from_epoch"] for r in resumed] == ["1"]
     assert all(r["metrics"] == whole[0]["metrics"] for r in resumed)
+
+
+def test_mae_recipe_pools_before_a_fresh_fc_norm_and_scales_the_base_lr(tmp_path):
+    """MAE models_vit.py:L27-L32,L46-L48 (mean of patch tokens -> fc_norm; the final norm deleted),
+    main_finetune.py:L267-L270 (lr = blr * eff_batch / 256), util/lr_decay.py (fc_norm: top layer, no wd),
+    util/lr_sched.py:L11-L12 (warm-up from 0)."""
+    import torch
+    import torch.nn.functional as F
+
+    from harmony_bench.cards import get_card
+    from harmony_bench.runner import RunOptions, TaskContext
+
+    spec = get_task(TASK)
+    config = spec.resolve_config(
+        "mae-vit-b", {"transform": {"resize": None, "crop": None, "interpolation": None}}
+    )
+    context = TaskContext(get_card(BACKBONE), spec, config, RunOptions(), tmp_path)
+    prep = finetune_recipe.preprocessing(context)
+    model, _ = finetune_recipe.build_classifier(context, 10, prep)
+    model.eval()
+    assert isinstance(model.norm, torch.nn.Identity)
+    assert torch.equal(model.fc_norm.weight, torch.ones(64)) and torch.equal(
+        model.fc_norm.bias, torch.zeros(64)
+    )
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tokens = model.forward_features(x)  # blocks' output, no final norm
+        pooled = tokens[:, model.num_prefix_tokens :].mean(dim=1)
+        expected = model.head(F.layer_norm(pooled, (64,), model.fc_norm.weight, model.fc_norm.bias, 1e-6))
+        assert torch.allclose(model(x), expected, atol=1e-5)
+
+    batch = config["train"]["batch_size"]
+    assert batch == 1024 and finetune_recipe.peak_lr(config["optim"], batch) == pytest.approx(
+        5e-4 * 1024 / 256
+    )
+    optimizer = finetune_recipe.build_optimizer(model, config["optim"], batch)
+    table = finetune_recipe.param_group_table(model, optimizer)
+    fc_norm = next(group for group in table if "fc_norm.weight" in group["params"])
+    assert fc_norm["lr_scale"] == 1.0 and fc_norm["weight_decay"] == 0.0
+    scheduler = finetune_recipe.build_scheduler(optimizer, config["schedule"], updates_per_epoch=4)
+    head = next(g for g in optimizer.param_groups if g["lr_scale"] == 1.0)
+    for update in (0, 3, 11):  # MAE: lr * (epoch + step / len) / warmup_epochs during the warm-up
+        scheduler.step_update(update)
+        assert head["lr"] == pytest.approx(2e-3 * (update / 4) / config["schedule"]["warmup_epochs"])
+    with pytest.raises(ValueError, match="fc_norm"):
+        finetune.check_config({**config, "model": {**config["model"], "global_pool": "token"}})

@@ -1,4 +1,5 @@
-"""Feature variants, the k-NN vote and the linear grid, checked against direct computations."""
+"""Feature variants and the k-NN vote, checked against direct computations (the linear heads: see
+``test_imagenet_linear_engine.py``)."""
 
 import torch
 import torch.nn.functional as F
@@ -6,7 +7,6 @@ import torch.nn.functional as F
 from harmony_bench import load_backbone
 from harmony_bench.tasks.imagenet.features import FeatureSpec, Variant, batch_features, variant_features
 from harmony_bench.tasks.imagenet.knn import knn_scores
-from harmony_bench.tasks.imagenet.linear import train_grid
 
 CPU = torch.device("cpu")
 
@@ -39,18 +39,3 @@ def test_knn_vote_equals_a_direct_loop():
             for index in nearest:
                 expected[labels[index]] += torch.exp(similarity[index] / 0.07)
             assert torch.allclose(scores[k][row], expected, rtol=1e-5)
-
-
-def test_grid_cells_do_not_interact():
-    generator = torch.Generator().manual_seed(0)
-    store = {
-        "cls": torch.randn(64, 1, 16, generator=generator).half(),
-        "avgpool": torch.randn(64, 16, generator=generator).half(),
-        "labels": torch.randint(0, 5, (64,), generator=generator),
-    }
-    settings = {"epochs": 3, "batch_size": 16, "learning_rates": [0.5, 0.05], "momentum": 0.9}
-    both = train_grid(store, [Variant.parse("cls"), Variant.parse("cls+avgpool")], 5, settings, CPU, seed=0)
-    alone = train_grid(store, [Variant.parse("cls")], 5, settings, CPU, seed=0)
-    for grid_head, single_head in zip(both["cls"], alone["cls"], strict=True):
-        assert torch.allclose(grid_head.weight, single_head.weight, atol=1e-6)
-    assert not torch.allclose(both["cls"][0].weight, both["cls"][1].weight)

@@ -22,7 +22,8 @@ from harmony_bench.registry import Registry, UnknownNameError, import_object, su
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
 REQUIRED_KEYS = {"name", "description", "runner", "protocol_version", "dataset", "config", "metrics"}
-OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes"}
+OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes", "preset_docs", "deviations"}
+PRESET_DOC_KEYS = {"summary", "sources", "deviations"}
 
 # Tasks the suite will support but whose protocols have not landed yet.  `run`
 # answers these with "not available yet" instead of "unknown task".
@@ -48,6 +49,8 @@ class TaskSpec:
     default_preset: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     notes: str | None = None
+    preset_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deviations: list[str] = field(default_factory=list)
     path: str | None = None
 
     def resolve_config(self, preset: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -59,6 +62,28 @@ class TaskSpec:
                 raise UnknownNameError(suggest(preset, sorted(self.presets), f"preset of task {self.name!r}"))
             config = deep_merge(config, self.presets[preset])
         return deep_merge(config, overrides or {})
+
+    def preset_deviations(self, preset: str | None) -> list[str]:
+        """What a run of ``preset`` does differently from its source on purpose: common ones first.
+
+        The task-level ``deviations`` hold for every preset; ``preset_docs[preset].deviations`` add the
+        preset's own (e.g. the ``fast`` linear probe's cached, augmentation-free features).
+        """
+        preset = preset or self.default_preset
+        own = (self.preset_docs.get(preset or "") or {}).get("deviations") or []
+        return [*self.deviations, *own]
+
+    def source_of(self, dotted: str, preset: str | None = None) -> str | None:
+        """The citation of a config value: the longest dotted prefix with an entry, the preset's first."""
+        preset = preset or self.default_preset
+        tables = [(self.preset_docs.get(preset or "") or {}).get("sources") or {}, self.sources]
+        parts = dotted.split(".")
+        for table in tables:
+            for end in range(len(parts), 0, -1):
+                found = table.get(".".join(parts[:end]))
+                if found is not None:
+                    return str(found)
+        return None
 
     def load_runner(self) -> Any:
         """Import the runner callable (this is where heavy stacks get imported)."""
@@ -89,7 +114,25 @@ def task_from_file(path: Path) -> TaskSpec:
     for metric in data["metrics"]:
         if not isinstance(metric, dict) or {"name", "higher_is_better"} - metric.keys():
             raise DataFileError(f"{path}: each metric needs 'name' and 'higher_is_better', got {metric!r}")
+    _check_preset_docs(path, data)
     return TaskSpec(**data, path=str(path))
+
+
+def _check_preset_docs(path: Path, data: dict[str, Any]) -> None:
+    """``preset_docs`` names existing presets with known keys; deviations are lists of strings."""
+    presets = data.get("presets") or {}
+    for name, doc in (data.get("preset_docs") or {}).items():
+        if name not in presets:
+            raise DataFileError(
+                f"{path}: preset_docs names {name!r}, which is not a preset ({sorted(presets)})"
+            )
+        if not isinstance(doc, dict):
+            raise DataFileError(f"{path}: preset_docs.{name} must be a mapping, got {type(doc).__name__}")
+        check_keys(path, doc, set(), PRESET_DOC_KEYS)
+        if not all(isinstance(item, str) for item in doc.get("deviations") or []):
+            raise DataFileError(f"{path}: preset_docs.{name}.deviations must be a list of strings")
+    if not all(isinstance(item, str) for item in data.get("deviations") or []):
+        raise DataFileError(f"{path}: deviations must be a list of strings")
 
 
 def load_tasks(dirs: list[Path]) -> Registry[TaskSpec]:

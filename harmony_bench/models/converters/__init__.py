@@ -27,6 +27,7 @@ for _name, _target in {
     "ibot-teacher-backbone": "ibot:convert_ibot_teacher_backbone",
     "ibot-full-checkpoint": "ibot:convert_ibot_full_checkpoint",
     "mae": "mae:convert_mae",
+    "mae-finetuned": "mae:convert_mae_finetuned",
     "dino": "dino:convert_dino",
     "dino-full-checkpoint": "dino:convert_dino_full_checkpoint",
     "dinov2": "dino:convert_dinov2",

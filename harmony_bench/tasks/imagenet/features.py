@@ -1,4 +1,4 @@
-"""Frozen features: extracted once per (weights, protocol, transform, data), cached on disk in fp16.
+"""Frozen features: extracted once per (weights, protocol, transform, data), cached on disk (fp16 or fp32).
 
 Feature variants (names used in protocol files and metric names):
 
@@ -13,8 +13,9 @@ and the last block's mean patch token), so a whole grid of variants reads from o
 
 The cache key is the sha256 of the canonical JSON of: the weights (checkpoint sha256, or
 ``random-init:<card>:seed<N>``), the card architecture and input size, the feature config (blocks,
-avgpool, autocast), the transform (its ``repr``), the timm version, and the dataset identity with a hash
-of its file list (relative path, size, class of every image).  Entries are ``<dir>/<key>.pt`` files
+avgpool, autocast, and the storage precision when it is not fp16), the transform (its ``repr``), the
+timm version, and the dataset identity with a hash of its file list (relative path, size, class of every
+image).  Entries are ``<dir>/<key>.pt`` files
 written atomically (temp file + ``os.replace``) and read with ``torch.load(weights_only=True)``.
 """
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CACHE_FORMAT = 1
+STORAGE_DTYPES = {"fp16": "float16", "fp32": "float32"}
 _VARIANT = re.compile(r"^(?:cls(?P<blocks>[1-9]\d*)?(?P<plus>\+avgpool)?|(?P<avg>avgpool))$")
 
 
@@ -79,13 +81,23 @@ class FeatureSpec:
     cls_blocks: int
     avgpool: bool
     amp: str = "none"
+    storage: str = "fp16"  # fp16 | fp32: the dtype the extracted features are kept (and cached) in
 
     @classmethod
-    def covering(cls, variants: list[Variant], amp: str = "none") -> FeatureSpec:
+    def covering(cls, variants: list[Variant], amp: str = "none", storage: str = "fp16") -> FeatureSpec:
         """The smallest spec from which every variant can be built."""
         if not variants:
             raise ValueError("features.variants must name at least one variant")
-        return cls(max(v.blocks for v in variants), any(v.avgpool for v in variants), amp)
+        if storage not in STORAGE_DTYPES:
+            raise ValueError(f"features.storage must be one of {sorted(STORAGE_DTYPES)}, got {storage!r}")
+        return cls(max(v.blocks for v in variants), any(v.avgpool for v in variants), amp, storage)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The torch dtype of :attr:`storage`."""
+        import torch
+
+        return getattr(torch, STORAGE_DTYPES[self.storage])
 
 
 # --------------------------------------------------------------------------- extraction
@@ -126,8 +138,8 @@ def extract(
     """Run the backbone once over ``dataset`` (in order); corrupt images are skipped and listed.
 
     Returns:
-        ``{"cls"?: fp16 (N, n, D), "avgpool"?: fp16 (N, D), "labels": int64 (N,), "count": N,
-        "corrupt": [[path, error], ...]}`` for the N readable images.
+        ``{"cls"?: (N, n, D), "avgpool"?: (N, D), "labels": int64 (N,), "count": N,
+        "corrupt": [[path, error], ...]}`` for the N readable images, features in ``spec.storage``.
     """
     import torch
 
@@ -141,8 +153,8 @@ def extract(
                 out = batch_features(backbone, images.to(device, non_blocking=True), spec)
             for name, tensor in out.items():
                 if name not in payload:  # preallocated once the feature size is known: no 2x peak at the end
-                    payload[name] = torch.zeros((capacity, *tensor.shape[1:]), dtype=torch.float16)
-                payload[name][filled : filled + len(tensor)] = tensor.to("cpu", torch.float16)
+                    payload[name] = torch.zeros((capacity, *tensor.shape[1:]), dtype=spec.dtype)
+                payload[name][filled : filled + len(tensor)] = tensor.to("cpu", spec.dtype)
             payload["labels"][filled : filled + len(targets)] = targets
             filled += len(targets)
     for name, tensor in list(payload.items()):
@@ -189,13 +201,16 @@ def cache_key(
     """sha256 naming one cache entry (see the module docstring for what goes in)."""
     import timm
 
+    features = asdict(spec)
+    if spec.storage == "fp16":  # the format before fp32 storage existed: its entries keep their keys
+        features.pop("storage")
     parts = {
         "format": CACHE_FORMAT,
         "weights": weights_identity(backbone),
         "card": backbone.card.name,
         "architecture": backbone.card.architecture,
         "input_size": backbone.input_size,
-        "features": asdict(spec),
+        "features": features,
         "transform": repr(transform),
         "timm": timm.__version__,
         "dataset": {k: v for k, v in dataset_id.items() if k != "root"},

@@ -184,6 +184,12 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"normalize must be one of {recipe.NORMALIZE}, got {config['normalize']!r}")
     if config["model"]["global_pool"] not in recipe.GLOBAL_POOLS:
         raise ValueError(f"model.global_pool must be one of {recipe.GLOBAL_POOLS}")
+    if config["model"]["fc_norm"] and config["model"]["global_pool"] != "avg":
+        raise ValueError("model.fc_norm true needs model.global_pool avg (MAE's global pooling)")
+    if config["optim"]["lr_scaling"] not in recipe.LR_SCALINGS:
+        raise ValueError(f"optim.lr_scaling must be one of {recipe.LR_SCALINGS}")
+    if config["optim"]["layer_decay_rule"] not in recipe.LAYER_RULES:
+        raise ValueError(f"optim.layer_decay_rule must be one of {sorted(recipe.LAYER_RULES)}")
     if not isinstance(config["checkpointing"]["resume"], bool):
         raise ValueError("checkpointing.resume must be true or false")
     epochs, warmup = int(config["schedule"]["epochs"]), int(config["schedule"]["warmup_epochs"])
@@ -441,7 +447,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     if proc.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
-    optimizer = recipe.build_optimizer(module, config["optim"])
+    optimizer = recipe.build_optimizer(module, config["optim"], int(config["train"]["batch_size"]))
     scheduler = recipe.build_scheduler(optimizer, config["schedule"], updates_per_epoch)
     mixup, criterion = recipe.build_mixup(config["mixup"], len(train.classes))
     amp = config["amp"] if device.type == "cuda" else "none"

@@ -16,7 +16,17 @@ from timm's equivalents:
 - schedule: ``create_scheduler_v2`` cosine, stepped per optimizer update, with the warmup as a
   prefix (``warmup_prefix=True`` over ``epochs - warmup_epochs`` cosine epochs), which is the shape of
   BEiT's ``utils.cosine_scheduler``: linear warmup, then a cosine from ``lr`` to ``min_lr`` over the
-  remaining updates.
+  remaining updates (and of MAE's ``util/lr_sched.py``, which evaluates the same curve per iteration).
+
+Which recipe a preset runs is data, selected by config keys, so another recipe is a preset, not a fork:
+
+- ``model.global_pool`` (``token`` | ``avg``) and ``model.fc_norm``: with ``fc_norm: true`` the final norm
+  moves after the pooling as a fresh LayerNorm (timm's ``fc_norm``), the pre-trained final norm is dropped
+  (MAE ``models_vit.py``: ``global_pool`` deletes ``self.norm``);
+- ``optim.opt`` (any timm optimizer), ``optim.lr_scaling`` (``none``: ``lr`` is absolute, BEiT/iBOT/SLIP;
+  ``batch/256``: ``lr`` is MAE's base lr, ``lr * train.batch_size / 256``);
+- ``optim.layer_decay_rule``: how parameters map to layers for the lr decay (:data:`LAYER_RULES`;
+  ``beit`` is BEiT's ``get_num_layer_for_vit`` and MAE's ``get_layer_id_for_vit``, which agree).
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ log = logging.getLogger(__name__)
 
 GLOBAL_POOLS = ("token", "avg")
 NORMALIZE = ("imagenet", "card")
+LR_SCALINGS = ("none", "batch/256")
 
 
 def preprocessing(context: TaskContext) -> dict[str, Any]:
@@ -70,7 +81,7 @@ def train_transform(augment: dict[str, Any], prep: dict[str, Any]) -> Any:
         is_training=True,
         scale=tuple(augment["scale"]),
         hflip=float(augment["hflip"]),
-        color_jitter=float(augment["color_jitter"]),
+        color_jitter=None if augment["color_jitter"] is None else float(augment["color_jitter"]),
         auto_augment=augment["auto_augment"] or None,
         interpolation=augment["interpolation"],
         re_prob=float(augment["re_prob"]),
@@ -122,9 +133,11 @@ def build_classifier(
     """Load the backbone with drop path at the protocol's input size and give it a fresh classifier head.
 
     The head reads the class token after the final norm (``global_pool: token``, BEiT ``--use_cls``) or
-    the mean of the patch tokens (``avg``); it is initialised as BEiT does: truncated normal (std 0.02)
-    scaled by ``head_init_scale``, zero bias, drawn from a generator seeded with the run's seed.  Any
-    projection head of the card (CLIP-style ``head``) is replaced.
+    the mean of the patch tokens (``avg``); with ``fc_norm: true`` the mean is taken before a fresh
+    LayerNorm and the final norm is dropped (MAE).  The head is initialised as BEiT does: truncated
+    normal (std 0.02) scaled by ``head_init_scale``, zero bias, drawn from a generator seeded with the
+    run's seed (MAE's ``trunc_normal_(std=2e-5)`` is the same distribution: the +-2 bounds never bind).
+    Any projection head of the card (CLIP-style ``head``) is replaced.
     """
     import torch
 
@@ -154,12 +167,34 @@ def build_classifier(
     if pool == "token" and not getattr(model, "has_class_token", False):
         raise ValueError(f"{context.card.name} has no class token; use --set model.global_pool=avg")
     model.reset_classifier(n_classes, global_pool=pool)
+    if spec.get("fc_norm"):
+        move_norm_after_pool(model)
     generator = torch.Generator().manual_seed(context.options.seed)
     with torch.no_grad():
         torch.nn.init.trunc_normal_(model.head.weight, std=0.02, generator=generator)
         model.head.weight.mul_(float(spec["head_init_scale"]))
         model.head.bias.zero_()
     return model, backbone
+
+
+def move_norm_after_pool(model: nn.Module) -> None:
+    """MAE's ``global_pool``: drop the final norm, normalise the pooled features with a fresh ``fc_norm``.
+
+    timm builds the same module when created with ``global_pool='avg', fc_norm=True`` (``norm`` is then an
+    ``Identity`` and ``fc_norm`` a LayerNorm applied in ``forward_head`` after the pooling); here the
+    loaded model is changed in place, so the card's checkpoint loads as usual.  The new LayerNorm has the
+    final norm's epsilon and the default initialisation (weight 1, bias 0), as in MAE's ``models_vit.py``.
+    """
+    import copy
+
+    from torch import nn
+
+    if getattr(model, "global_pool", None) != "avg":
+        raise ValueError("model.fc_norm needs model.global_pool avg (it normalises the pooled patch tokens)")
+    fresh = copy.deepcopy(model.norm)
+    fresh.reset_parameters()
+    model.fc_norm = fresh
+    model.norm = nn.Identity()
 
 
 def build_mixup(spec: dict[str, Any], n_classes: int) -> tuple[Any, nn.Module]:
@@ -185,6 +220,12 @@ def build_mixup(spec: dict[str, Any], n_classes: int) -> tuple[Any, nn.Module]:
     return None, torch.nn.CrossEntropyLoss()
 
 
+# How a model's parameters map to layers for layer-wise lr decay: a wrapper that timm's
+# ``param_groups_layer_decay`` reads (``named_parameters`` + ``group_matcher``).  Another architecture's rule
+# (e.g. Swin stages) is one more entry.
+LAYER_RULES: dict[str, type] = {}
+
+
 class _BeitLayers:
     """A ViT as timm's ``param_groups_layer_decay`` sees it, with BEiT's layer ids.
 
@@ -205,14 +246,32 @@ class _BeitLayers:
         return {"stem": self.model.group_matcher(coarse=False)["stem"], "blocks": [(r"^blocks\.(\d+)", None)]}
 
 
-def build_optimizer(model: nn.Module, spec: dict[str, Any]) -> torch.optim.Optimizer:
+LAYER_RULES["beit"] = _BeitLayers
+
+
+def peak_lr(spec: dict[str, Any], batch_size: int) -> float:
+    """The optimizer's lr: ``optim.lr`` as given (``lr_scaling: none``) or ``lr * batch / 256`` (MAE)."""
+    rule = spec.get("lr_scaling", "none")
+    if rule not in LR_SCALINGS:
+        raise ValueError(f"optim.lr_scaling must be one of {LR_SCALINGS}, got {rule!r}")
+    lr = float(spec["lr"])
+    return lr * batch_size / 256 if rule == "batch/256" else lr
+
+
+def build_optimizer(model: nn.Module, spec: dict[str, Any], batch_size: int = 256) -> torch.optim.Optimizer:
     """AdamW (or ``opt``) from timm ``create_optimizer_v2``, param groups from ``param_groups_layer_decay``.
 
     Each group carries ``lr_scale = layer_decay ** (depth + 1 - layer)`` (applied by the timm scheduler)
-    and ``weight_decay`` (0 for 1-D parameters and ``model.no_weight_decay()``).
+    and ``weight_decay`` (0 for 1-D parameters and ``model.no_weight_decay()``).  The lr is
+    :func:`peak_lr` of the global ``batch_size``.
     """
     from timm.optim import create_optimizer_v2, param_groups_layer_decay
 
+    lr = peak_lr(spec, batch_size)
+    rule = spec.get("layer_decay_rule", "beit")
+    if rule not in LAYER_RULES:
+        raise ValueError(f"optim.layer_decay_rule must be one of {sorted(LAYER_RULES)}, got {rule!r}")
+    layers = LAYER_RULES[rule]
     kwargs: dict[str, Any] = {}
     if spec.get("eps") is not None:
         kwargs["eps"] = float(spec["eps"])
@@ -221,13 +280,11 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any]) -> torch.optim.Optim
     weight_decay = float(spec["weight_decay"])
     layer_decay = spec.get("layer_decay")
     if layer_decay is None:
-        return create_optimizer_v2(
-            model, opt=spec["opt"], lr=float(spec["lr"]), weight_decay=weight_decay, **kwargs
-        )
+        return create_optimizer_v2(model, opt=spec["opt"], lr=lr, weight_decay=weight_decay, **kwargs)
 
     def groups(module: nn.Module) -> list[dict[str, Any]]:
         return param_groups_layer_decay(
-            _BeitLayers(module),
+            layers(module),
             weight_decay=weight_decay,
             no_weight_decay_list=module.no_weight_decay(),
             layer_decay=float(layer_decay),
@@ -236,7 +293,7 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any]) -> torch.optim.Optim
     return create_optimizer_v2(
         model,
         opt=spec["opt"],
-        lr=float(spec["lr"]),
+        lr=lr,
         weight_decay=weight_decay,
         param_group_fn=groups,
         **kwargs,
