@@ -22,7 +22,8 @@ from harmony_bench.registry import Registry, UnknownNameError, import_object, su
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
 REQUIRED_KEYS = {"name", "description", "runner", "protocol_version", "dataset", "config", "metrics"}
-OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes"}
+OPTIONAL_KEYS = {"presets", "default_preset", "sources", "preset_docs", "deviations", "notes"}
+PRESET_DOC_KEYS = {"summary", "sources", "deviations"}
 
 # Tasks the suite will support but whose protocols have not landed yet.  `run`
 # answers these with "not available yet" instead of "unknown task".
@@ -47,6 +48,8 @@ class TaskSpec:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_preset: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    preset_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deviations: list[str] = field(default_factory=list)
     notes: str | None = None
     path: str | None = None
 
@@ -59,6 +62,18 @@ class TaskSpec:
                 raise UnknownNameError(suggest(preset, sorted(self.presets), f"preset of task {self.name!r}"))
             config = deep_merge(config, self.presets[preset])
         return deep_merge(config, overrides or {})
+
+    def preset_doc(self, preset: str | None) -> dict[str, Any]:
+        """The ``preset_docs`` entry of ``preset`` (default preset when None); empty when undocumented."""
+        return dict(self.preset_docs.get(preset or self.default_preset or "") or {})
+
+    def deviations_for(self, preset: str | None) -> list[str]:
+        """What ``preset`` does differently from its source on purpose: the task's, then the preset's."""
+        return [*self.deviations, *(self.preset_doc(preset).get("deviations") or [])]
+
+    def sources_for(self, preset: str | None) -> list[dict[str, str]]:
+        """Citation tables, most specific first: the preset's ``preset_docs`` sources, then the task's."""
+        return [dict(self.preset_doc(preset).get("sources") or {}), dict(self.sources)]
 
     def load_runner(self) -> Any:
         """Import the runner callable (this is where heavy stacks get imported)."""
@@ -89,7 +104,34 @@ def task_from_file(path: Path) -> TaskSpec:
     for metric in data["metrics"]:
         if not isinstance(metric, dict) or {"name", "higher_is_better"} - metric.keys():
             raise DataFileError(f"{path}: each metric needs 'name' and 'higher_is_better', got {metric!r}")
+    _check_docs(path, data)
     return TaskSpec(**data, path=str(path))
+
+
+def _check_docs(path: Path, data: dict[str, Any]) -> None:
+    """``sources``, ``deviations`` and ``preset_docs`` have the shapes the protocol sheet reads."""
+    sources = data.get("sources") or {}
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        raise DataFileError(f"{path}: 'sources' must map dotted config paths to citation strings")
+    deviations = data.get("deviations") or []
+    if not isinstance(deviations, list) or not all(isinstance(d, str) for d in deviations):
+        raise DataFileError(f"{path}: 'deviations' must be a list of strings")
+    presets = data.get("presets") or {}
+    for preset, doc in (data.get("preset_docs") or {}).items():
+        if preset not in presets:
+            raise DataFileError(
+                f"{path}: preset_docs names preset {preset!r}, which is not in presets {sorted(presets)}"
+            )
+        if not isinstance(doc, dict) or set(doc) - PRESET_DOC_KEYS:
+            raise DataFileError(
+                f"{path}: preset_docs.{preset} may only hold {sorted(PRESET_DOC_KEYS)}, got {doc!r}"
+            )
+        if not isinstance(doc.get("sources") or {}, dict) or not isinstance(
+            doc.get("deviations") or [], list
+        ):
+            raise DataFileError(
+                f"{path}: preset_docs.{preset}: 'sources' is a mapping and 'deviations' a list of strings"
+            )
 
 
 def load_tasks(dirs: list[Path]) -> Registry[TaskSpec]:
