@@ -54,14 +54,14 @@ class RegistryBackbone(BaseModule):
         from harmony_bench.dense.pos_embed import adopt_upstream_pos_embed
 
         overrides = {"drop_path_rate": drop_path_rate, **(model_overrides or {})}
-        vit = _is_vit(backbone)
-        if img_size is not None and not vit:
-            overrides["img_size"] = img_size
-        if vit:  # any input size (slide windows, detector batches); a remainder is padded (DINOv2's /14)
+        if img_size is not None:
+            overrides["img_size"] = tuple(img_size) if isinstance(img_size, (list, tuple)) else img_size
+        if _is_vit(backbone):  # any input size (slide windows, detector batches); DINOv2's /14 is padded
             overrides = {"dynamic_img_size": True, "dynamic_img_pad": True, **overrides}
-        loaded = load_backbone(backbone, checkpoint, trust_checkpoint=trust_checkpoint, **overrides)
-        if loaded.is_vit:
-            adopt_upstream_pos_embed(loaded.model, img_size)
+        loaded = load_backbone(
+            backbone, checkpoint, trust_checkpoint=trust_checkpoint, pos_embed_antialias=False, **overrides
+        )
+        adopt_upstream_pos_embed(loaded.model)
         self.card_name = backbone
         self.load_summary = loaded.report.summary
         self.is_vit = loaded.is_vit

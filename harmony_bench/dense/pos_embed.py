@@ -9,9 +9,11 @@ from the learned one gets the learned grid interpolated on the fly: bicubic with
 ``(n + 0.1) / N`` per side, DINO's rule (models/vision_transformer.py:L183-L203,
 evaluation/object_detection/mmcv_custom/register_backbone.py:L152-L172).
 
-timm's ``dynamic_img_size`` instead keeps the checkpoint's grid as the parameter and resamples it with an
-antialiased kernel to the input's grid on every forward: another parameterisation, other numbers.
-:func:`adopt_upstream_pos_embed` turns a loaded timm ``VisionTransformer`` into the upstream form.
+timm's ``dynamic_img_size`` alone would keep the checkpoint's grid as the parameter and resample it with an
+antialiased kernel to the input's grid on every forward: another parameterisation, other numbers.  The
+adapter builds the ViT at ``img_size`` and loads with ``pos_embed_antialias=False`` (upstream's load-time
+resampling, ``harmony_bench.models.loading.adapt_to_model``); :func:`adopt_upstream_pos_embed` gives the
+model upstream's on-the-fly interpolation.
 """
 
 from __future__ import annotations
@@ -24,34 +26,12 @@ import torch.nn.functional as F
 from torch import nn
 
 
-def grid_for(img_size: int | Sequence[int], patch_size: Sequence[int]) -> tuple[int, int]:
-    """The patch grid ``(rows, cols)`` of ``img_size`` (int or ``(height, width)``), floored as upstream."""
-    height, width = (img_size, img_size) if isinstance(img_size, int) else tuple(img_size)
-    return int(height) // int(patch_size[0]), int(width) // int(patch_size[1])
-
-
 def _split(
     pos_embed: torch.Tensor, grid: Sequence[int], num_prefix: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``(prefix tokens, patch grid as (1, C, rows, cols))``."""
     prefix, patches = pos_embed[:, :num_prefix], pos_embed[:, num_prefix:]
-    grid_map = patches.reshape(1, grid[0], grid[1], -1).permute(0, 3, 1, 2)
-    return prefix, grid_map
-
-
-def _join(prefix: torch.Tensor, grid_map: torch.Tensor) -> torch.Tensor:
-    return torch.cat([prefix, grid_map.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
-
-
-def resample_at_load(
-    pos_embed: torch.Tensor, old_grid: Sequence[int], new_grid: Sequence[int], num_prefix: int
-) -> torch.Tensor:
-    """The checkpoint grid resampled to the training grid, once (upstream ``load_checkpoint``)."""
-    if tuple(old_grid) == tuple(new_grid):
-        return pos_embed
-    prefix, grid_map = _split(pos_embed, old_grid, num_prefix)
-    resized = F.interpolate(grid_map.float(), size=tuple(new_grid), mode="bicubic", align_corners=False)
-    return _join(prefix, resized.to(pos_embed.dtype))
+    return prefix, patches.reshape(1, grid[0], grid[1], -1).permute(0, 3, 1, 2)
 
 
 def interpolate_to_input(
@@ -67,7 +47,7 @@ def interpolate_to_input(
     )
     if tuple(resized.shape[-2:]) != tuple(input_grid):
         raise RuntimeError(f"position grid {tuple(resized.shape[-2:])} != input grid {tuple(input_grid)}")
-    return _join(prefix, resized)
+    return torch.cat([prefix, resized.permute(0, 2, 3, 1).flatten(1, 2)], dim=1)
 
 
 def _upstream_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -84,11 +64,11 @@ def _upstream_pos_embed(self: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return self.pos_drop(x)
 
 
-def adopt_upstream_pos_embed(model: nn.Module, img_size: int | Sequence[int] | None) -> None:
-    """Make a loaded timm ViT's position embeddings behave as iBOT's/Harmony's dense backbones.
+def adopt_upstream_pos_embed(model: nn.Module) -> None:
+    """Give a loaded timm ViT (built with ``dynamic_img_size``) upstream's on-the-fly interpolation.
 
-    ``model.pos_embed`` becomes a new trainable parameter on ``img_size``'s grid (None keeps the model's
-    own grid), and inputs of another grid interpolate it with upstream's rule.
+    Inputs whose patch grid differs from the learned one then get that grid interpolated as iBOT's and
+    Harmony's dense backbones do; other models are left alone.
     """
     from timm.models.vision_transformer import VisionTransformer
 
@@ -96,17 +76,4 @@ def adopt_upstream_pos_embed(model: nn.Module, img_size: int | Sequence[int] | N
         return
     if not model.dynamic_img_size:
         raise ValueError("the dense adapter builds ViTs with dynamic_img_size=True (NHWC patch embeddings)")
-    patch_embed = model.patch_embed
-    if img_size is not None:
-        new_grid = grid_for(img_size, patch_embed.patch_size)
-        prefix = 0 if model.no_embed_class else model.num_prefix_tokens
-        with torch.no_grad():
-            resampled = resample_at_load(model.pos_embed.data, patch_embed.grid_size, new_grid, prefix)
-        model.pos_embed = nn.Parameter(resampled.clone(), requires_grad=model.pos_embed.requires_grad)
-        patch_embed.img_size = (
-            new_grid[0] * patch_embed.patch_size[0],
-            new_grid[1] * patch_embed.patch_size[1],
-        )
-        patch_embed.grid_size = new_grid
-        patch_embed.num_patches = new_grid[0] * new_grid[1]
     model._pos_embed = types.MethodType(_upstream_pos_embed, model)

@@ -68,6 +68,7 @@ def build_config(
     fpn.in_channels = widths
     if context.card.family == "swin":
         cfg.model.neck = fpn
+        cfg.model.backbone.img_size = None  # a ViT position grid; Swin takes the batches as they come
     else:
         pyramid.embed_dim = widths[0]
     if classes is not None:
