@@ -110,11 +110,13 @@ def run(backbone: str, task: str, options: RunOptions) -> Path:
     output = options.output or _default_output()
     work_dir = options.work_dir or output / "work" / f"{card.name}__{spec.name}__seed{options.seed}"
     context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=work_dir)
+    preset = options.preset or spec.default_preset
     task_block = {
         "name": spec.name,
         "protocol_version": spec.protocol_version,
-        "preset": options.preset or spec.default_preset,
+        "preset": preset,
         "config": config,
+        "deviations": spec.deviations_for(preset),  # what this protocol does differently from its source
     }
     _preflight(spec, context)
     start, error, outcome = datetime.now(timezone.utc), None, None

@@ -36,15 +36,15 @@ def smoke(root: Path, output: Path, *extra: str) -> int:
     return main([*argv, "--output", str(output), *extra])
 
 
-def paper_config(size: str, card: str):
+def paper_config(size: str, card: str, preset: str = "paper"):
     from harmony_bench.tasks.ade20k.run import build_config
 
     spec = get_task("ade20k")
     context = TaskContext(
         card=get_card(card),
         task=spec,
-        config=spec.resolve_config("paper", {"size": size}),
-        options=RunOptions(),
+        config=spec.resolve_config(preset, {"size": size}),
+        options=RunOptions(preset=preset),
         work_dir=Path("work"),
     )
     return build_config(context)
@@ -57,11 +57,14 @@ def test_paper_protocol_numbers_vit_s_b_and_l(monkeypatch):
         assert cfg.total_batch_size == 16 and cfg.train_dataloader.batch_size == 16  # one process
         assert cfg.optim_wrapper.paramwise_cfg.num_layers == 12
         assert cfg.optim_wrapper.optimizer.weight_decay == 0.05
-        warmup, poly = cfg.param_scheduler
-        assert (warmup.type, warmup.end, warmup.start_factor) == ("LinearLR", 1500, 1e-6)
-        assert (poly.type, poly.power, poly.end) == ("PolyLR", 1.0, 160000)
+        (schedule,) = cfg.param_scheduler
+        assert (schedule.type, schedule.warmup_iters, schedule.warmup_ratio) == ("MMCV1PolyLR", 1500, 1e-6)
+        assert (schedule.power, schedule.min_lr, schedule.begin, schedule.end) == (1.0, 0.0, 0, 160000)
+        assert cfg.train_cfg.val_interval == 64000  # schedule_160k.py: evaluation every 64000 iterations
+        assert "sources" not in cfg  # popped before the Runner sees the config
         backbone = cfg.model.backbone
         assert backbone.out_indices == [3, 5, 7, 11] and backbone.drop_path_rate == 0.1
+        assert backbone.img_size == 512 and backbone.out_with_norm is True  # iBOT README: S and B commands
         head, aux = cfg.model.decode_head, cfg.model.auxiliary_head
         assert head.type == "UPerHead" and head.channels == width and head.pool_scales == (1, 2, 3, 6)
         assert head.in_channels == [width] * 4 and head.num_classes == 150
@@ -72,9 +75,10 @@ def test_paper_protocol_numbers_vit_s_b_and_l(monkeypatch):
         assert resize.scale == (2048, 512) and resize.ratio_range == (0.5, 2.0) and crop.cat_max_ratio == 0.75
         assert head.norm_cfg.type == "SyncBN"
     assert (s.optim_wrapper.optimizer.lr, s.optim_wrapper.paramwise_cfg.layer_decay_rate) == (3e-5, 0.9)
-    assert (b.optim_wrapper.optimizer.lr, b.optim_wrapper.paramwise_cfg.layer_decay_rate) == (8e-4, 0.65)
-    assert b.model.backbone.out_with_norm is True
+    # iBOT README "ViT-B/16 with UperNet": optimizer.lr=8e-5 (the run behind its published 50.0 mIoU)
+    assert (b.optim_wrapper.optimizer.lr, b.optim_wrapper.paramwise_cfg.layer_decay_rate) == (8e-5, 0.65)
     large = paper_config("l", "ibot-vit-l16-in1k")  # Harmony's vit_large_512_ade20k_160k.py
+    assert large.model.backbone.out_with_norm is False  # no README command: the backbone's default
     assert large.model.backbone.out_indices == [7, 11, 15, 23] and large.model.backbone.drop_path_rate == 0.2
     assert large.optim_wrapper.optimizer.lr == 2e-5 and large.model.decode_head.channels == 1024
     assert dict(large.optim_wrapper.paramwise_cfg) == {"num_layers": 24, "layer_decay_rate": 0.65}
@@ -85,10 +89,63 @@ def test_paper_protocol_numbers_vit_s_b_and_l(monkeypatch):
         paper_config("b", "ibot-vit-b16-in1k")
 
 
+def test_vit_b_sources_are_presets_named_after_them(capsys):
+    readme = paper_config("b", "ibot-vit-b16-in1k", "harmony-readme")  # Harmony README: 4 x 4, lr 8e-4
+    assert (readme.optim_wrapper.optimizer.lr, readme.model.backbone.out_with_norm) == (8e-4, True)
+    config = paper_config("b", "ibot-vit-b16-in1k", "harmony-config")  # Harmony's config file as it stands
+    assert (config.optim_wrapper.optimizer.lr, config.model.backbone.out_with_norm) == (7e-4, False)
+    for cfg in (readme, config):
+        assert cfg.total_batch_size == 16 and cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
+    with pytest.raises(ValueError, match="no ViT-S protocol"):
+        paper_config("s", "ibot-vit-s16-in1k", "harmony-readme")
+    assert main(["protocol", "show", "ade20k", "--size", "b", "--preset", "harmony-readme"]) == 0
+    text = capsys.readouterr().out
+    assert (
+        "MohammedSB/Harmony@848f7ac README.md:L85-L94" in text
+        and "optim_wrapper.optimizer.lr = 0.0008" in text
+    )
+    assert "copy slip" in text  # the preset's summary
+
+
+@pytest.mark.filterwarnings("ignore:Detected call of `scheduler.step\\(\\)` before")
+def test_lr_curve_is_mmcv1_poly_with_linear_warmup_at_every_iteration():
+    """The scheduler of the resolved config against mmcv 1.x's formula, written out (lr_updater.py)."""
+    from mmengine.registry import PARAM_SCHEDULERS
+
+    from harmony_bench.dense import register_into
+
+    register_into("mmseg")
+    cfg = paper_config("s", "ibot-vit-s16-in1k")
+    params = [torch.nn.Parameter(torch.zeros(1)), torch.nn.Parameter(torch.zeros(1))]
+    base = [3e-5, 3e-5 * 0.9**5]  # two layer-decayed param groups
+    optimizer = torch.optim.AdamW([{"params": [p], "lr": lr} for p, lr in zip(params, base, strict=True)])
+    (spec,) = cfg.param_scheduler
+    scheduler = PARAM_SCHEDULERS.build(dict(spec, optimizer=optimizer))
+    max_iters, warmup_iters, ratio = 160000, 1500, 1e-6
+
+    def mmcv(base_lr: float, i: int) -> float:  # PolyLrUpdaterHook.get_lr + get_warmup_lr('linear')
+        regular = (base_lr - 0.0) * (1 - i / max_iters) ** 1.0 + 0.0
+        if i < warmup_iters:
+            k = (1 - i / warmup_iters) * (1 - ratio)
+            return regular * (1 - k)
+        return regular
+
+    samples = {0, 1, 2, 749, 1499, 1500, 1501, 16000, 64000, 80000, 159998, 159999}
+    seen = 0
+    for i in range(max_iters):
+        if i in samples:
+            for group, base_lr in zip(optimizer.param_groups, base, strict=True):
+                assert group["lr"] == pytest.approx(mmcv(base_lr, i), rel=1e-12, abs=0), i
+            seen += 1
+        scheduler.step()  # what ParamSchedulerHook does after every iteration (no optimizer step needed)
+    assert seen == len(samples)
+
+
 def test_protocol_show_prints_the_resolved_config(capsys):
     assert main(["protocol", "show", "ade20k", "--size", "s"]) == 0
     text = capsys.readouterr().out
     assert "size s" in text and "lr=3e-05" in text and "layer_decay_rate=0.9" in text
+    assert "model.backbone.out_with_norm = true" in text and "evaluation/README.md:L91-L97" in text
     assert main(["protocol", "show", "ade20k", "--size", "l"]) == 0
     assert "".join(capsys.readouterr().out.split()).count("out_indices=[7,11,15,23,]") == 1
     assert main(["protocol", "show", "ade20k", "--backbone", BACKBONE, "--preset", "smoke"]) == 0

@@ -42,11 +42,16 @@ def paper_config(detector: str, size: str, schedule: str = "1x"):
     return build_config(context)
 
 
+# iBOT README commands (evaluation/README.md:L71-L87): ViT-S 8 GPUs x 4 images, layer decay 0.8; ViT-B 8 x 2,
+# 0.75.  img_size: vit_small_...py crop_size (800, 1008); ViT-B: its _base_ model file's [672, 1092].
+README_1X = {"s": (32, 0.8, (800, 1008)), "b": (16, 0.75, (672, 1092))}
+
+
 def assert_common(cfg, width: int, drop_path: float) -> None:
-    """What both detectors share: backbone, iBOT pyramid + FPN, AdamW with layer decay, batch 2 x 8."""
+    """What both detectors share: backbone, iBOT pyramid + FPN, AdamW with layer decay."""
     backbone = cfg.model.backbone
     assert backbone.type == "RegistryBackbone" and backbone.out_indices == [3, 5, 7, 11]
-    assert backbone.drop_path_rate == drop_path
+    assert backbone.drop_path_rate == drop_path and backbone.out_with_norm is False
     pyramid, fpn = cfg.model.neck
     assert (pyramid.type, pyramid.embed_dim, pyramid.rescales) == ("Feature2Pyramid", width, [4, 2, 1, 0.5])
     assert pyramid.norm_cfg.type == "SyncBN"
@@ -54,7 +59,8 @@ def assert_common(cfg, width: int, drop_path: float) -> None:
     optim = cfg.optim_wrapper
     assert (optim.optimizer.type, optim.optimizer.lr, optim.optimizer.weight_decay) == ("AdamW", 1e-4, 0.05)
     assert optim.constructor == "TimmLayerDecayOptimizerConstructor" and optim.paramwise_cfg.num_layers == 12
-    assert cfg.total_batch_size == 16 == cfg.train_dataloader.batch_size  # 2 x 8 GPUs; one process: all 16
+    assert cfg.total_batch_size == cfg.train_dataloader.batch_size  # one process: the whole batch
+    assert "sources" not in cfg
     assert cfg.val_evaluator.type == "CocoMetric" and set(cfg.val_evaluator.metric) == {"bbox", "segm"}
 
 
@@ -85,10 +91,15 @@ def test_cascade_protocol_numbers_are_ibot_harmony():
         assert (crop.crop_type, crop.crop_size) == ("absolute_range", (384, 600))
         assert second.scales == plain[0].scales
         assert schedule(cfg) == (12, [8, 11])  # the README run
-        assert cfg.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.75
-    assert schedule(paper_config("cascade-mask-rcnn", "s", "3x")) == (36, [27, 33])
+        batch, decay, img_size = README_1X[size]
+        assert (cfg.total_batch_size, cfg.optim_wrapper.paramwise_cfg.layer_decay_rate) == (batch, decay)
+        assert tuple(cfg.model.backbone.img_size) == img_size
+    s3x = paper_config("cascade-mask-rcnn", "s", "3x")  # vit_small_giou_4conv1f_coco_3x.py as it stands
+    assert schedule(s3x) == (36, [27, 33]) and s3x.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.75
+    assert s3x.total_batch_size == 16
     b3x = paper_config("cascade-mask-rcnn", "b", "3x")
     assert schedule(b3x) == (36, [27, 33]) and b3x.optim_wrapper.paramwise_cfg.layer_decay_rate == 0.65
+    assert b3x.total_batch_size == 16
     assert get_task("coco").resolve_config("paper")["amp"] == "fp16"
 
 
@@ -103,6 +114,9 @@ def test_mask_rcnn_protocol_is_the_standard_1x_fpn_detector():
             "FCNMaskHead",
         )
         assert schedule(cfg) == (12, [8, 11])
+        batch, decay, img_size = README_1X[size]  # the cascade 1x protocol's backbone and optimizer
+        assert (cfg.total_batch_size, cfg.optim_wrapper.paramwise_cfg.layer_decay_rate) == (batch, decay)
+        assert tuple(cfg.model.backbone.img_size) == img_size
         resize = cfg.train_dataloader.dataset.pipeline[2]
         assert (resize.type, resize.scale, resize.keep_ratio) == ("Resize", (1333, 800), True)
     with pytest.raises(ValueError, match="no COCO protocol file"):

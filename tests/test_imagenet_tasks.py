@@ -69,11 +69,9 @@ def test_linear_cached_mode_caches_train_features_and_its_preset_is_a_recorded_d
     assert len(record["artifacts"]["feature_cache_key_train"]) == 64
     again = run_cli("imagenet-linear", root, out, "--set", "mode=cached", "--set", "features.storage=fp16")
     assert again["artifacts"]["feature_cache_hits"] == "train,val"
-    deviations = get_task("imagenet-linear").preset_deviations("fast")
+    deviations = get_task("imagenet-linear").deviations_for("fast")
     assert any("no RandomResizedCrop/flip augmentation" in d for d in deviations)
-    assert not any(
-        "no RandomResizedCrop" in d for d in get_task("imagenet-linear").preset_deviations("paper")
-    )
+    assert not any("no RandomResizedCrop" in d for d in get_task("imagenet-linear").deviations_for("paper"))
 
 
 def test_linear_rerun_resumes_and_another_config_is_refused(root, tmp_path, capsys):

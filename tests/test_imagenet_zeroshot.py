@@ -94,3 +94,38 @@ def test_cli_top1_equals_open_clip(root, tiny_clip, tmp_path):
     assert value(record, "top5") == pytest.approx(expected_top5)
     assert value(record, "data.val_images") == len(labels)
     assert record["backbone"]["checkpoint"]["sha256"] is not None
+
+
+def test_paper_preset_resizes_as_slip_and_harmony_and_the_clip_preset_as_clip():
+    """SLIP/Harmony eval_zeroshot.py: Resize(224) (torchvision's default: bilinear) + CenterCrop(224).
+
+    CLIP's _transform: Resize(224, interpolation=BICUBIC) + CenterCrop(224).  Written out with torchvision.
+    """
+    import numpy as np
+    from PIL import Image
+    from torchvision import transforms
+
+    from harmony_bench.cards import get_card
+    from harmony_bench.models.preprocess import eval_transform
+    from harmony_bench.tasks import get_task
+
+    spec = get_task("imagenet-zeroshot")
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 257, 3), dtype=np.uint8))
+    for card_name in ("slip-vit-b16-yfcc15m-25ep", "clip-vit-b16-openai"):  # a bilinear and a bicubic card
+        card = get_card(card_name)
+        normalize = transforms.Normalize(card.preprocessing["mean"], card.preprocessing["std"])
+        slip = transforms.Compose(
+            [transforms.Resize(224), transforms.CenterCrop(224), transforms.ToTensor(), normalize]
+        )
+        clip = transforms.Compose(
+            [
+                transforms.Resize(224, interpolation=transforms.InterpolationMode.BICUBIC),
+                transforms.CenterCrop(224),
+                transforms.ToTensor(),
+                normalize,
+            ]
+        )
+        for preset, reference in (("paper", slip), ("clip", clip)):
+            transform = spec.resolve_config(preset)["transform"]
+            ours = eval_transform(preprocessing_for(card.preprocessing, transform))
+            assert torch.equal(ours(image), reference(image)), (card_name, preset)

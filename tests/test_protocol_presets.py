@@ -10,6 +10,7 @@ import re
 
 import pytest
 
+from harmony_bench.sources import find_source
 from harmony_bench.tasks import get_task
 
 # torchvision RandomResizedCrop defaults (scale, ratio), which every linear script uses
@@ -194,7 +195,7 @@ def test_linear_fast_is_paper_on_cached_features_and_says_so():
     paper, fast = linear("paper"), linear("fast")
     assert fast["mode"] == "cached" and fast["features"]["storage"] == "fp16"
     assert {**fast, "mode": "augmented", "features": paper["features"]} == paper
-    deviations = get_task("imagenet-linear").preset_deviations("fast")
+    deviations = get_task("imagenet-linear").deviations_for("fast")
     assert any("Features of the eval transform" in d for d in deviations)
 
 
@@ -340,8 +341,9 @@ def test_every_resolved_value_of_every_preset_has_a_citation(task):
     for preset in spec.presets:
         assert spec.preset_docs.get(preset, {}).get("summary"), f"{task} preset {preset} has no summary"
         for path in leaves(spec.resolve_config(preset)):
-            source = spec.source_of(path, preset)
-            assert source, f"{task} --preset {preset}: {path} has no source"
+            found = find_source(path, spec.sources_for(preset))
+            assert found, f"{task} --preset {preset}: {path} has no source"
+            source = found[1]
             assert CITATION.match(source), f"{task} {preset} {path}: {source!r} is not a citation"
     assert all(not key[0].isupper() and " " not in key for key in spec.sources), "sources are dotted paths"
 

@@ -37,7 +37,7 @@ def test_demo_suite_runs_and_resumes(tmp_path, capsys):
     assert all((e["gpus"], e["gpu_hours"]) == (0, 0.0) for e in state["cells"].values())  # a CPU run
     # the comparison table (headline metrics, preset and synthetic in the column) and the leaderboard files
     assert "imagenet-linear / top1 [v2, smoke, synthetic]" in printed
-    assert "coco / bbox.AP [v1, smoke, synthetic]" in printed
+    assert "coco / bbox.AP [v2, smoke, synthetic]" in printed  # coco protocol v2 (issue 14)
     assert "[v1, smoke, synthetic]" in (out / "TABLE.md").read_text()
     board = (out / "LEADERBOARD.md").read_text()
     assert "SYNTHETIC" in board and "vit-tiny-random [synthetic]" in board

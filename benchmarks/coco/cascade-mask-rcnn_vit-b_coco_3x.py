@@ -6,3 +6,18 @@ param_scheduler = [
     dict(type="LinearLR", start_factor=0.001, by_epoch=False, begin=0, end=500),
     dict(type="MultiStepLR", begin=0, end=36, by_epoch=True, milestones=[27, 33], gamma=0.1),
 ]
+_D = "bytedance/ibot@da316d8 evaluation/object_detection/configs/"
+_CFG = _D + "cascade_rcnn/vit_base_giou_4conv1f_coco_3x.py"
+sources = {
+    "total_batch_size": (
+        f"{_D}_base_/datasets/coco_instance.py:L31 (samples_per_gpu=2) x 8 GPUs (run.sh coco_det)"
+    ),
+    "train_cfg.max_epochs": f"{_CFG}:L142 (max_epochs=36)",
+    "param_scheduler": (
+        f"{_D}_base_/schedules/schedule_1x.py:L5-L10 (warm-up) and {_CFG}:L141 (step=[27, 33])"
+    ),
+    "optim_wrapper.paramwise_cfg": (
+        f"{_CFG}:L137-L139 (layer_decay_rate=0.65); num_layers = the backbone's depth"
+    ),
+}
+del _D, _CFG

@@ -235,9 +235,11 @@ def class_names(root: Path, style: str = "clip", labels_file: Path | str | None 
         style: ``clip`` — CLIP's curated names (``open_clip.zero_shot_metadata.IMAGENET_CLASSNAMES``,
             in sorted-wnid order, matched by wnid through timm's ``imagenet_synsets.txt``);
             ``wordnet`` — the first WordNet lemma of each synset (timm's ``imagenet_synset_to_lemma.txt``);
-            ``slip`` — SLIP's ``labels.json`` names, which no installed package ships: pass the file as
-            ``labels_file``; ``wnid`` — the folder names themselves. Synthetic roots always use the names
-            in their manifest (``classnames.txt``), except for ``wnid``.
+            ``slip`` — the names of SLIP's and Harmony's ``labels.json`` (its ``imagenet`` entry), which are
+            CLIP's names one for one in the same order (all 1000 checked against facebookresearch/SLIP@c6faf5d
+            labels.json:L923 and MohammedSB/Harmony@848f7ac Harmony/data/meta/labels.json:L923), so the
+            same list as ``clip``; ``wnid`` — the folder names themselves. Synthetic roots always use the
+            names in their manifest (``classnames.txt``), except for ``wnid``.
         labels_file: A names file that overrides ``style``: a JSON list of names in class-index order,
             a JSON object with an ``imagenet`` list (SLIP's ``labels.json``), a JSON object
             ``{wnid: name}``, or a text file with one name per line (class-index order) or
@@ -245,7 +247,7 @@ def class_names(root: Path, style: str = "clip", labels_file: Path | str | None 
             order, so it also serves roots that hold a subset of the classes.
 
     Raises:
-        ValueError: Unknown style, ``slip`` without a labels file, or names that do not cover the classes.
+        ValueError: Unknown style, or names that do not cover the classes.
     """
     if style not in CLASSNAME_STYLES:
         raise ValueError(f"class-name style must be one of {CLASSNAME_STYLES}, got {style!r}")
@@ -258,12 +260,8 @@ def class_names(root: Path, style: str = "clip", labels_file: Path | str | None 
     if manifest is not None:
         by_wnid = dict(zip(manifest["wnids"], manifest["classes"], strict=True))
         return _lookup(by_wnid, ids, f"the synthetic manifest of {root}")
-    if style == "slip":
-        raise ValueError(
-            "class-name style 'slip' needs SLIP's labels.json, which harmony-bench does not ship: pass it "
-            "with --set labels_file=PATH (a JSON object whose 'imagenet' entry lists the 1000 names in "
-            "sorted-wnid order), or use classnames: clip"
-        )
+    if style == "slip":  # SLIP's / Harmony's labels.json ImageNet names are CLIP's (see above)
+        style = "clip"
     return _lookup(_standard_names(style), ids, f"the {style} ImageNet-1k class names")
 
 

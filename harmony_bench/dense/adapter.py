@@ -5,6 +5,9 @@ The iBOT/Harmony dense protocols take ViT block outputs at fixed indices ([3, 5,
 4-level pyramid with deconvolutions (mmseg's ``Feature2Pyramid``).  Swin already has four stages and
 passes them straight on.  The weights come from ``harmony_bench.load_backbone``, so every family's
 converter and its load report apply here too: a dense run never sees a half-loaded backbone.
+
+A ViT's position embeddings follow iBOT/Harmony (``harmony_bench.dense.pos_embed``): the checkpoint's grid
+is resampled once to ``img_size``'s grid, which is trained; other input sizes interpolate that grid.
 """
 
 from __future__ import annotations
@@ -27,8 +30,10 @@ class RegistryBackbone(BaseModule):
         out_indices: Block (ViT) or stage (Swin) indices; repeats are allowed (tiny test models).
         out_with_norm: Put each map through the final norm (iBOT's ``out_with_norm``).
         drop_path_rate: Stochastic depth of the backbone during training.
-        img_size: Input size the position embeddings are resampled to (e.g. the 512 crop); ViTs also
-            accept other sizes divisible by the patch size (slide windows, detector inputs).
+        img_size: Training input size, an int or ``(height, width)``: a ViT's position embeddings are
+            resampled once to its patch grid and trained there, as iBOT/Harmony (512 for ADE20K,
+            (800, 1008) / (672, 1092) for COCO); other inputs interpolate that grid (slide windows,
+            detector batches).  None keeps the card's grid.  Swin builds at this size.
         trust_checkpoint: Allow full unpickling of the checkpoint (off by default).
         model_overrides: Extra ``timm.create_model`` keywords (tests build tiny variants of each card).
     """
@@ -40,18 +45,23 @@ class RegistryBackbone(BaseModule):
         out_indices: Sequence[int] | None = None,
         out_with_norm: bool = False,
         drop_path_rate: float = 0.0,
-        img_size: int | None = None,
+        img_size: int | Sequence[int] | None = None,
         trust_checkpoint: bool = False,
         model_overrides: dict[str, Any] | None = None,
         init_cfg: Any = None,
     ) -> None:
         super().__init__(init_cfg=init_cfg)
+        from harmony_bench.dense.pos_embed import adopt_upstream_pos_embed
+
         overrides = {"drop_path_rate": drop_path_rate, **(model_overrides or {})}
         if img_size is not None:
-            overrides["img_size"] = img_size
+            overrides["img_size"] = tuple(img_size) if isinstance(img_size, (list, tuple)) else img_size
+        if _is_vit(backbone):  # any input size (slide windows, detector batches); DINOv2's /14 is padded
+            overrides = {"dynamic_img_size": True, "dynamic_img_pad": True, **overrides}
         loaded = load_backbone(
-            backbone, checkpoint, trust_checkpoint=trust_checkpoint, **_vit_only(backbone, overrides)
+            backbone, checkpoint, trust_checkpoint=trust_checkpoint, pos_embed_antialias=False, **overrides
         )
+        adopt_upstream_pos_embed(loaded.model)
         self.card_name = backbone
         self.load_summary = loaded.report.summary
         self.is_vit = loaded.is_vit
@@ -77,11 +87,9 @@ class RegistryBackbone(BaseModule):
         return tuple(by_index[i] for i in self.out_indices)
 
 
-def _vit_only(card_name: str, overrides: dict[str, Any]) -> dict[str, Any]:
-    """ViTs take any input size (slide windows, detector batches); a remainder is padded (DINOv2's /14)."""
+def _is_vit(card_name: str) -> bool:
+    """Plain ViTs (timm ``vit_*`` and relatives) take any input size; Swin keeps its own."""
     from harmony_bench.cards import get_card
 
     model_name = get_card(card_name).architecture["timm_model"]
-    if model_name.startswith(("vit_", "deit", "beit", "eva")):
-        return {"dynamic_img_size": True, "dynamic_img_pad": True, **overrides}
-    return overrides
+    return model_name.startswith(("vit_", "deit", "beit", "eva"))

@@ -4,6 +4,11 @@ ADE20K and COCO keep one mmengine config per model size in ``benchmarks/{ade20k,
 picks the file from the backbone's width, then writes the run's specifics into it here: the card
 and checkpoint, block indices, the card's mean/std, neck and head widths, work dir, seed, launcher,
 AMP and, last, the preset's and the user's ``cfg_options``.
+
+Each protocol file cites its values in a ``sources`` dict variable (dotted mmengine path -> citation,
+merged through ``_base_`` so a size file's entry replaces the base's).  :func:`take_sources` pops it
+right after the file is read, so the Runner and the dumped config never see it; :func:`hyperparameters`
+pairs every cited path with its resolved value for ``protocol show`` and benchmarks/PROTOCOLS.md.
 """
 
 from __future__ import annotations
@@ -15,6 +20,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from harmony_bench.runner import TaskContext
 
+SOURCES_VARIABLE = "sources"
+# The card a protocol is resolved for when none is named (protocol show, the sheet): the iBOT ViT of
+# that size (ImageNet mean/std, the protocol's own backbone family).
+SIZE_CARDS = {"s": "ibot-vit-s16-in1k", "b": "ibot-vit-b16-in1k", "l": "ibot-vit-l16-in1k"}
 SIZE_DEPTH = {"s": 12, "b": 12, "l": 24}
 NAME_DEPTH = (("tiny", 12), ("small", 12), ("base", 12), ("large", 24), ("huge", 32), ("giant", 40))
 SIZE_OF_WIDTH = ((384, "s"), (768, "b"))  # widths up to 384 use the ViT-S protocol, up to 768 ViT-B, then L
@@ -142,6 +151,38 @@ def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = No
         torch.set_num_threads(previous)
 
 
+def take_sources(cfg: Any) -> dict[str, str]:
+    """Pop the protocol file's ``sources`` (dotted mmengine path -> citation) out of ``cfg``."""
+    found = cfg.pop(SOURCES_VARIABLE, None) or {}
+    return {str(key): str(value) for key, value in dict(found).items()}
+
+
+def hyperparameters(context: TaskContext, build_config: Any) -> list[tuple[str, Any, str]]:
+    """``(mmengine path, resolved value, citation)`` for every path the protocol file cites.
+
+    A path the preset or the user overrides through ``cfg_options`` (the override's key covers the
+    path, or lies below it) is cited from the task's YAML sources for ``cfg_options.<key>`` instead,
+    and every override key gets a row of its own even when the file does not cite it.
+    """
+    from harmony_bench.sources import MISSING, covers, find_source, lookup
+
+    file_sources: dict[str, str] = {}
+    cfg = build_config(context, sources=file_sources).to_dict()
+    options = dict(context.config.get("cfg_options") or {})
+    tables = context.task.sources_for(context.options.preset)
+    paths = [*file_sources, *(key for key in options if key not in file_sources)]
+    rows = []
+    for path in paths:
+        value = lookup(cfg, path)
+        override = next((key for key in options if covers(key, path) or covers(path, key)), None)
+        if override is not None:
+            found = find_source(f"cfg_options.{override}", tables)
+        else:
+            found = find_source(path, [file_sources])
+        rows.append((path, None if value is MISSING else value, found[1] if found else "uncited"))
+    return rows
+
+
 def dump_config(cfg: Any, work_dir: Path) -> str:
     """Write the resolved config next to the run's checkpoints (the record links it)."""
     path = Path(work_dir) / "resolved_config.py"
@@ -151,9 +192,19 @@ def dump_config(cfg: Any, work_dir: Path) -> str:
 
 
 def describe(context: TaskContext, build_config: Any) -> str:
-    """The resolved mmengine config as Python text, with a header naming task, size and backbone."""
+    """The resolved mmengine config as Python text, with every cited hyper-parameter and its source.
+
+    A header names task, size and backbone; a footer lists the cited values with their citations.
+    """
+    from harmony_bench.sources import render_value
+
     header = (
         f"# {context.task.name} protocol v{context.task.protocol_version}, size {resolve_size(context)}, "
         f"backbone {context.card.name}\n"
     )
-    return header + build_config(context).pretty_text + "\n"
+    footer = ["", "# Hyper-parameters and their sources (benchmarks/PROTOCOLS.md has every preset):"]
+    footer += [
+        f"#   {path} = {render_value(value)}\n#       <- {source}"
+        for path, value, source in hyperparameters(context, build_config)
+    ]
+    return header + build_config(context).pretty_text + "\n".join(footer) + "\n"

@@ -7,13 +7,19 @@ import functools
 
 @functools.cache
 def register_into(scope: str) -> None:
-    """Make ``RegistryBackbone`` (and, for mmdet, the ViT pyramid neck) buildable from ``scope``'s configs.
+    """Make our modules buildable from ``scope``'s configs.
+
+    ``RegistryBackbone``, ``TimmLayerDecayOptimizerConstructor``, ``MMCV1PolyLR`` and, for mmdet, the ViT
+    pyramid neck.
 
     Args:
         scope: ``"mmseg"`` or ``"mmdet"``; the toolbox is imported here, not before.
     """
+    from mmengine.registry import PARAM_SCHEDULERS
+
     from harmony_bench.dense.adapter import RegistryBackbone
     from harmony_bench.dense.layer_decay import TimmLayerDecayOptimizerConstructor
+    from harmony_bench.dense.schedules import MMCV1PolyLR
 
     if scope == "mmseg":
         from mmseg.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
@@ -37,3 +43,4 @@ def register_into(scope: str) -> None:
     OPTIM_WRAPPER_CONSTRUCTORS.register_module(
         "TimmLayerDecayOptimizerConstructor", module=TimmLayerDecayOptimizerConstructor, force=True
     )
+    PARAM_SCHEDULERS.register_module("MMCV1PolyLR", module=MMCV1PolyLR, force=True)  # the root registry

@@ -176,6 +176,7 @@ def load_backbone(
     allow_missing: Iterable[str] = (),
     trust_checkpoint: bool = False,
     text_tower: dict[str, Any] | None = None,
+    pos_embed_antialias: bool = True,
     **overrides: Any,
 ) -> Backbone:
     """Build a card's architecture and load its checkpoint exactly, or fail naming what did not load.
@@ -188,6 +189,9 @@ def load_backbone(
         allow_missing: fnmatch patterns of model keys that may stay randomly initialised.
         trust_checkpoint: Allow full unpickling of the file (it can run code); off by default.
         text_tower: Overrides for the card's ``text_tower`` block (tests use tiny towers).
+        pos_embed_antialias: Resample a position grid that differs from the model's with timm's antialiased
+            bicubic (default); False: plain bicubic, ``align_corners=False``, as iBOT's/Harmony's dense
+            ``load_checkpoint`` does.
         **overrides: ``timm.create_model`` keyword overrides, e.g. ``img_size=512``.
 
     Returns:
@@ -209,7 +213,15 @@ def load_backbone(
         report.missing = list(model.state_dict()) + [f"text.{k}" for k in text_keys]
     else:
         _load_into(
-            card, model, text_model, report, checkpoint, text_checkpoint, allow_missing, trust_checkpoint
+            card,
+            model,
+            text_model,
+            report,
+            checkpoint,
+            text_checkpoint,
+            allow_missing,
+            trust_checkpoint,
+            pos_embed_antialias,
         )
     log.info("%s", report.summary)
     size = overrides.get("img_size")
@@ -238,6 +250,7 @@ def _load_into(
     text_checkpoint: str | None,
     allow_missing: Iterable[str],
     trust: bool,
+    antialias: bool = True,
 ) -> None:
     from harmony_bench.models.loading import adapt_to_model, place_weights, split_text, to_float32
 
@@ -273,7 +286,7 @@ def _load_into(
         dropped.update({k: "text tower (this card is vision-only)" for k in text})
         text = {}
     report.dropped = dropped
-    adapt_to_model(image, model, report)
+    adapt_to_model(image, model, report, antialias=antialias)
     modules = {"": model} if text_model is None else {"": model, "text.": text_model}
     allowed = [*(spec.get("allow_missing") or []), *allow_missing]
     place_weights(modules, {**image, **text}, report, allowed)

@@ -24,8 +24,14 @@ def to_float32(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
 
 
-def adapt_to_model(state: dict[str, torch.Tensor], model: nn.Module, report: LoadReport) -> None:
-    """Resize what depends on the input size: ViT position embeddings (bicubic) and Swin bias tables."""
+def adapt_to_model(
+    state: dict[str, torch.Tensor], model: nn.Module, report: LoadReport, antialias: bool = True
+) -> None:
+    """Resize what depends on the input size: ViT position embeddings (bicubic) and Swin bias tables.
+
+    ``antialias=False`` resamples the position grid with plain bicubic (``align_corners=False``), the way
+    iBOT's and Harmony's dense ``load_checkpoint`` does; timm's default antialiases.
+    """
     from timm.layers import resample_abs_pos_embed
 
     pos_embed = getattr(model, "pos_embed", None)
@@ -42,6 +48,7 @@ def adapt_to_model(state: dict[str, torch.Tensor], model: nn.Module, report: Loa
                 new_size=list(model.patch_embed.grid_size),
                 num_prefix_tokens=prefix,
                 interpolation="bicubic",
+                antialias=antialias,
             )
             report.resized["pos_embed"] = (list(old.shape), list(pos_embed.shape))
     for key, value in list(state.items()):

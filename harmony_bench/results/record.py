@@ -184,7 +184,7 @@ def build_record(
 ) -> dict[str, Any]:
     """Assemble a schema-v1 record; the caller gives what the run did, this adds the provenance.
 
-    ``task`` is ``{name, protocol_version, preset, config}``; the config hash,
+    ``task`` is ``{name, protocol_version, preset, config[, deviations]}``; the config hash,
     status, timing, hardware, software and git blocks are filled in here so
     every task records them the same way.  The result is not validated here
     (``write_record`` does that) so a caller can inspect a bad record.
@@ -194,19 +194,22 @@ def build_record(
 
     config = to_jsonable(task.get("config"), "task.config")
     protocol_version = task.get("protocol_version")
+    task_block = {
+        "name": task.get("name"),
+        "protocol_version": None if protocol_version is None else str(protocol_version),
+        "preset": task.get("preset"),
+        "config": config,
+        "config_hash": config_hash(config),
+    }
+    if task.get("deviations") is not None:
+        task_block["deviations"] = [str(d) for d in task["deviations"]]
     return {
         "schema_version": SCHEMA_VERSION,
         "record_id": uuid.uuid4().hex,
         "harmony_bench_version": __version__,
         "status": _status(error),
         "backbone": to_jsonable(backbone, "backbone"),
-        "task": {
-            "name": task.get("name"),
-            "protocol_version": None if protocol_version is None else str(protocol_version),
-            "preset": task.get("preset"),
-            "config": config,
-            "config_hash": config_hash(config),
-        },
+        "task": task_block,
         "dataset": to_jsonable(dataset, "dataset"),
         "seed": int(seed),
         "metrics": to_jsonable(metrics, "metrics"),

@@ -22,7 +22,7 @@ from harmony_bench.registry import Registry, UnknownNameError, import_object, su
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
 REQUIRED_KEYS = {"name", "description", "runner", "protocol_version", "dataset", "config", "metrics"}
-OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes", "preset_docs", "deviations"}
+OPTIONAL_KEYS = {"presets", "default_preset", "sources", "preset_docs", "deviations", "notes"}
 PRESET_DOC_KEYS = {"summary", "sources", "deviations"}
 
 # Tasks the suite will support but whose protocols have not landed yet.  `run`
@@ -48,9 +48,9 @@ class TaskSpec:
     presets: dict[str, dict[str, Any]] = field(default_factory=dict)
     default_preset: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
-    notes: str | None = None
     preset_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     deviations: list[str] = field(default_factory=list)
+    notes: str | None = None
     path: str | None = None
 
     def resolve_config(self, preset: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -63,27 +63,17 @@ class TaskSpec:
             config = deep_merge(config, self.presets[preset])
         return deep_merge(config, overrides or {})
 
-    def preset_deviations(self, preset: str | None) -> list[str]:
-        """What a run of ``preset`` does differently from its source on purpose: common ones first.
+    def preset_doc(self, preset: str | None) -> dict[str, Any]:
+        """The ``preset_docs`` entry of ``preset`` (default preset when None); empty when undocumented."""
+        return dict(self.preset_docs.get(preset or self.default_preset or "") or {})
 
-        The task-level ``deviations`` hold for every preset; ``preset_docs[preset].deviations`` add the
-        preset's own (e.g. the ``fast`` linear probe's cached, augmentation-free features).
-        """
-        preset = preset or self.default_preset
-        own = (self.preset_docs.get(preset or "") or {}).get("deviations") or []
-        return [*self.deviations, *own]
+    def deviations_for(self, preset: str | None) -> list[str]:
+        """What ``preset`` does differently from its source on purpose: the task's, then the preset's."""
+        return [*self.deviations, *(self.preset_doc(preset).get("deviations") or [])]
 
-    def source_of(self, dotted: str, preset: str | None = None) -> str | None:
-        """The citation of a config value: the longest dotted prefix with an entry, the preset's first."""
-        preset = preset or self.default_preset
-        tables = [(self.preset_docs.get(preset or "") or {}).get("sources") or {}, self.sources]
-        parts = dotted.split(".")
-        for table in tables:
-            for end in range(len(parts), 0, -1):
-                found = table.get(".".join(parts[:end]))
-                if found is not None:
-                    return str(found)
-        return None
+    def sources_for(self, preset: str | None) -> list[dict[str, str]]:
+        """Citation tables, most specific first: the preset's ``preset_docs`` sources, then the task's."""
+        return [dict(self.preset_doc(preset).get("sources") or {}), dict(self.sources)]
 
     def load_runner(self) -> Any:
         """Import the runner callable (this is where heavy stacks get imported)."""
@@ -114,25 +104,34 @@ def task_from_file(path: Path) -> TaskSpec:
     for metric in data["metrics"]:
         if not isinstance(metric, dict) or {"name", "higher_is_better"} - metric.keys():
             raise DataFileError(f"{path}: each metric needs 'name' and 'higher_is_better', got {metric!r}")
-    _check_preset_docs(path, data)
+    _check_docs(path, data)
     return TaskSpec(**data, path=str(path))
 
 
-def _check_preset_docs(path: Path, data: dict[str, Any]) -> None:
-    """``preset_docs`` names existing presets with known keys; deviations are lists of strings."""
+def _check_docs(path: Path, data: dict[str, Any]) -> None:
+    """``sources``, ``deviations`` and ``preset_docs`` have the shapes the protocol sheet reads."""
+    sources = data.get("sources") or {}
+    if not isinstance(sources, dict) or not all(isinstance(v, str) for v in sources.values()):
+        raise DataFileError(f"{path}: 'sources' must map dotted config paths to citation strings")
+    deviations = data.get("deviations") or []
+    if not isinstance(deviations, list) or not all(isinstance(d, str) for d in deviations):
+        raise DataFileError(f"{path}: 'deviations' must be a list of strings")
     presets = data.get("presets") or {}
-    for name, doc in (data.get("preset_docs") or {}).items():
-        if name not in presets:
+    for preset, doc in (data.get("preset_docs") or {}).items():
+        if preset not in presets:
             raise DataFileError(
-                f"{path}: preset_docs names {name!r}, which is not a preset ({sorted(presets)})"
+                f"{path}: preset_docs names preset {preset!r}, which is not in presets {sorted(presets)}"
             )
-        if not isinstance(doc, dict):
-            raise DataFileError(f"{path}: preset_docs.{name} must be a mapping, got {type(doc).__name__}")
-        check_keys(path, doc, set(), PRESET_DOC_KEYS)
-        if not all(isinstance(item, str) for item in doc.get("deviations") or []):
-            raise DataFileError(f"{path}: preset_docs.{name}.deviations must be a list of strings")
-    if not all(isinstance(item, str) for item in data.get("deviations") or []):
-        raise DataFileError(f"{path}: deviations must be a list of strings")
+        if not isinstance(doc, dict) or set(doc) - PRESET_DOC_KEYS:
+            raise DataFileError(
+                f"{path}: preset_docs.{preset} may only hold {sorted(PRESET_DOC_KEYS)}, got {doc!r}"
+            )
+        if not isinstance(doc.get("sources") or {}, dict) or not isinstance(
+            doc.get("deviations") or [], list
+        ):
+            raise DataFileError(
+                f"{path}: preset_docs.{preset}: 'sources' is a mapping and 'deviations' a list of strings"
+            )
 
 
 def load_tasks(dirs: list[Path]) -> Registry[TaskSpec]:

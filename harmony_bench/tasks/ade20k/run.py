@@ -22,20 +22,38 @@ _after_train_iter = None
 def preflight(context: TaskContext) -> None:
     """Reject a missing or mis-laid dataset, an unknown size or a config that cannot be built, up front."""
     resolve_root(context.options.data_root)
-    size = protocol.resolve_size(context)
-    if size not in context.config["mm_config"]:
-        raise ValueError(
-            f"ade20k size must be one of {sorted(context.config['mm_config'])} or auto, got {size!r}"
-        )
     build_config(context)  # e.g. a batch that does not split over the processes, a bad --cfg-options key
 
 
-def build_config(context: TaskContext, root: Path | None = None) -> Any:
-    """The complete mmengine config of this run (``root``: the checked ADEChallengeData2016 folder)."""
+def protocol_file(context: TaskContext) -> Path:
+    """``benchmarks/ade20k/<the size's file>`` for this run's size and preset."""
+    size, files = protocol.resolve_size(context), context.config["mm_config"]
+    if size not in files:
+        raise ValueError(f"ade20k size must be one of {sorted(files)} or auto, got {size!r}")
+    if not files[size]:
+        preset = context.options.preset or context.task.default_preset
+        sizes = sorted(name for name, file in files.items() if file)
+        raise ValueError(
+            f"preset {preset!r} of ade20k has no ViT-{size.upper()} protocol (its source runs only "
+            f"{', '.join(f'ViT-{s.upper()}' for s in sizes)}); use --preset paper for this backbone"
+        )
+    return Path(context.task.path).parent / files[size]
+
+
+def build_config(
+    context: TaskContext, root: Path | None = None, sources: dict[str, str] | None = None
+) -> Any:
+    """The complete mmengine config of this run (``root``: the checked ADEChallengeData2016 folder).
+
+    The protocol file's ``sources`` are popped; pass a dict as ``sources`` to receive them.
+    """
     from mmengine.config import Config
 
     size = protocol.resolve_size(context)
-    cfg = Config.fromfile(str(Path(context.task.path).parent / context.config["mm_config"][size]))
+    cfg = Config.fromfile(str(protocol_file(context)))
+    cited = protocol.take_sources(cfg)
+    if sources is not None:
+        sources.update(cited)
     widths = protocol.configure_backbone(cfg, context, size)
     if context.card.family == "swin":
         cfg.model.neck = None
@@ -62,6 +80,21 @@ def _propagate_norm(cfg: Any) -> None:
 def describe(context: TaskContext) -> str:
     """The resolved mmengine config (``harmony-bench protocol show ade20k``)."""
     return protocol.describe(context, build_config)
+
+
+def protocol_rows(context: TaskContext) -> list[tuple[str, Any, str]]:
+    """Every cited hyper-parameter of the resolved mmengine config (benchmarks/PROTOCOLS.md)."""
+    return protocol.hyperparameters(context, build_config)
+
+
+def sheet_variants(spec: Any, preset: str) -> list[tuple[str, dict[str, Any], str]]:
+    """``(label, overrides, card)`` of every protocol a preset defines: one per size that has a file."""
+    if preset == "smoke":
+        return [("vit-tiny-random", {}, "vit-tiny-random")]
+    files = spec.resolve_config(preset)["mm_config"]
+    return [
+        (f"ViT-{size.upper()}", {"size": size}, protocol.SIZE_CARDS[size]) for size in files if files[size]
+    ]
 
 
 def run(context: TaskContext) -> TaskOutcome:

@@ -47,16 +47,28 @@ def protocol_file(context: TaskContext) -> Path:
     return path
 
 
-def build_config(context: TaskContext, root: Path | None = None, classes: list[str] | None = None) -> Any:
-    """The complete mmengine config of this run."""
+def build_config(
+    context: TaskContext,
+    root: Path | None = None,
+    classes: list[str] | None = None,
+    sources: dict[str, str] | None = None,
+) -> Any:
+    """The complete mmengine config of this run.
+
+    The protocol file's ``sources`` are popped; pass a dict as ``sources`` to receive them.
+    """
     from mmengine.config import Config
 
     cfg = Config.fromfile(str(protocol_file(context)))
+    cited = protocol.take_sources(cfg)
+    if sources is not None:
+        sources.update(cited)
     widths = protocol.configure_backbone(cfg, context, protocol.resolve_size(context))
     pyramid, fpn = cfg.model.neck
     fpn.in_channels = widths
     if context.card.family == "swin":
         cfg.model.neck = fpn
+        cfg.model.backbone.img_size = None  # a ViT position grid; Swin takes the batches as they come
     else:
         pyramid.embed_dim = widths[0]
     if classes is not None:
@@ -96,6 +108,32 @@ def _propagate_norm(cfg: Any) -> None:
 def describe(context: TaskContext) -> str:
     """The resolved mmengine config (``harmony-bench protocol show coco --set detector=...``)."""
     return protocol.describe(context, build_config)
+
+
+def protocol_rows(context: TaskContext) -> list[tuple[str, Any, str]]:
+    """Every cited hyper-parameter of the resolved mmengine config (benchmarks/PROTOCOLS.md)."""
+    return protocol.hyperparameters(context, build_config)
+
+
+def sheet_variants(spec: Any, preset: str) -> list[tuple[str, dict[str, Any], str]]:
+    """``(label, overrides, card)`` of every protocol a preset defines: one per size/detector/schedule file.
+
+    The smoke preset is shown for the tiny random ViT it is made for (which runs the ViT-S files).
+    """
+    config = spec.resolve_config(preset)
+    detectors = ("cascade-mask-rcnn", "mask-rcnn")  # the iBOT/Harmony protocol first
+    if preset == "smoke":
+        return [(f"{d} {config['schedule']}", {"detector": d}, "vit-tiny-random") for d in detectors]
+    variants = []
+    for size in ("s", "b"):
+        for detector in detectors:
+            for schedule in ("1x", "3x"):
+                name = config["mm_config"].format(detector=detector, size=size, schedule=schedule)
+                if (Path(spec.path).parent / name).is_file():
+                    overrides = {"size": size, "detector": detector, "schedule": schedule}
+                    label = f"{detector} {schedule} ViT-{size.upper()}"
+                    variants.append((label, overrides, protocol.SIZE_CARDS[size]))
+    return variants
 
 
 def run(context: TaskContext) -> TaskOutcome:
