@@ -22,7 +22,9 @@ from harmony_bench.registry import Registry, UnknownNameError, import_object, su
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
 REQUIRED_KEYS = {"name", "description", "runner", "protocol_version", "dataset", "config", "metrics"}
-OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes"}
+# ``preset_docs`` ({preset: {summary, sources, deviations}}) and ``deviations`` (common to every preset)
+# document what each preset reproduces and what differs from its source on purpose (HELPERS.md contract).
+OPTIONAL_KEYS = {"presets", "default_preset", "sources", "notes", "preset_docs", "deviations"}
 
 # Tasks the suite will support but whose protocols have not landed yet.  `run`
 # answers these with "not available yet" instead of "unknown task".
@@ -48,6 +50,8 @@ class TaskSpec:
     default_preset: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     notes: str | None = None
+    preset_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deviations: list[str] = field(default_factory=list)
     path: str | None = None
 
     def resolve_config(self, preset: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
