@@ -108,9 +108,13 @@ def metric_leaves(metrics: Mapping[str, Any], prefix: str = "") -> Iterator[tupl
 
 
 def is_headline_metric(name: str) -> bool:
-    """Default table metrics: top-level leaves, plus a group's ``AP`` (COCO's ``bbox.AP``, ``segm.AP``)."""
+    """Default table metrics: top-level leaves, plus a group's ``AP`` or ``R@1``.
+
+    The groups are COCO's ``bbox.AP``, ``segm.AP`` and retrieval's ``image_to_text.R@1``,
+    ``text_to_image.R@1``.
+    """
     parts = str(name).split(".")
-    return len(parts) == 1 or (len(parts) == 2 and parts[1] == "AP")
+    return len(parts) == 1 or (len(parts) == 2 and parts[1] in ("AP", "R@1"))
 
 
 def checkpoint_identity(checkpoint: Mapping[str, Any]) -> tuple[str, str]:

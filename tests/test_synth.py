@@ -155,7 +155,7 @@ def test_captions_three_layouts_agree(tmp_path):
     )
 
 
-@pytest.mark.parametrize("kind", ["imagenet", "ade20k", "coco", "captions"])
+@pytest.mark.parametrize("kind", ["imagenet", "ade20k", "coco", "captions", "coco-captions", "flickr30k"])
 def test_deterministic_for_a_seed(tmp_path, kind):
     first = synthesize(kind, tmp_path / "a", n=4, size=32, seed=3)
     second = synthesize(kind, tmp_path / "b", n=4, size=32, seed=3)

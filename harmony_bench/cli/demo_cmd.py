@@ -20,7 +20,7 @@ from harmony_bench.cli._help import add_command
 EXAMPLES = """  harmony-bench demo
   harmony-bench demo --out /tmp/hb-demo      # a rerun resumes: finished cells are not run again
 """
-DEMO_KINDS = ("imagenet", "ade20k", "coco", "captions")
+DEMO_KINDS = ("imagenet", "ade20k", "coco", "captions", "coco-captions")
 DEMO_BACKBONE = "vit-tiny-random"
 DEMO_SUITE = "demo"
 

@@ -18,7 +18,15 @@ import pandas as pd
 
 from harmony_bench.tables import measurement_tag, natural_key, summarize, table_notes
 
-HEADLINE_METRICS = ["top1", "mIoU", "bbox.AP", "segm.AP"]
+HEADLINE_METRICS = [
+    "top1",
+    "mIoU",
+    "bbox.AP",
+    "segm.AP",
+    "image_to_text.R@1",
+    "text_to_image.R@1",
+    "mean_recall",
+]
 FIGURE_DIR = "figures"
 
 
