@@ -16,11 +16,15 @@ from harmony_bench.pretrain.objectives.mae import sincos_2d
 from ._pretrain_util import (
     fixed_batch,
     ref_distill_head,
-    ref_encoder,
     ref_global_tokens,
     ref_h,
-    ref_patch_embed,
+    ref_local_tokens,
+    ref_mae_crop,
+    ref_mae_decode,
+    ref_mae_encode,
+    ref_mlm_logits,
     ref_soft_ce,
+    ref_text_features,
     sched,
     tiny_cfg,
     tiny_model,
@@ -88,18 +92,39 @@ def test_clip_soft_targets_off_for_plain_clip():
     assert torch.allclose(loss, terms["clip_hard"])
 
 
-def test_clip_logit_scale_is_clamped_at_100(harmony):
+def test_clip_logit_scale_is_never_clamped_for_harmony(harmony):
+    """Harmony uses ``logit_scale.exp()`` as is (``models/contrastive.py`` L78), before and after a step."""
     cfg, batch = harmony
+    assert cfg["objectives"]["clip"]["max_logit_scale"] is None
     model = tiny_model(cfg)
+    objective = model.objectives["clip"]
     with torch.no_grad():
-        model.objectives["clip"].logit_scale.fill_(6.0)  # exp(6) = 403 > 100
+        objective.logit_scale.fill_(6.0)  # exp(6) = 403 > 100
     _, terms = run(model, "clip", batch, sched())
     image, text = clip_embeddings(model.student, batch)
-    logits = 100.0 * image @ text.t()
+    logits = math.exp(6.0) * image @ text.t()
     eye = torch.eye(logits.shape[0])
     hard = (ref_soft_ce(logits, eye) + ref_soft_ce(logits.t(), eye)) / 2
-    assert torch.allclose(terms["clip_hard"], hard, atol=ATOL)
-    assert float(terms["logit_scale"]) == pytest.approx(100.0)
+    assert torch.allclose(terms["clip_hard"], hard, rtol=1e-5)
+    assert float(terms["logit_scale"]) == pytest.approx(math.exp(6.0))
+    model.after_step()
+    assert float(objective.logit_scale.detach()) == 6.0
+
+
+@pytest.mark.parametrize("value", [6.0, -0.5, 3.0])
+def test_slip_clamps_the_logit_scale_parameter_after_each_step(value):
+    """SLIP ``main.py`` L314-L318: ``logit_scale.data.clamp_(0, 4.6052)`` after the optimizer step; the
+    forward itself uses ``exp(logit_scale)``."""
+    cfg = tiny_cfg("slip")
+    batch = fixed_batch(cfg, batch=4, seed=1)
+    model = tiny_model(cfg)
+    objective = model.objectives["clip"]
+    with torch.no_grad():
+        objective.logit_scale.fill_(value)
+    _, terms = run(model, "clip", batch, sched())
+    assert float(terms["logit_scale"]) == pytest.approx(math.exp(value))  # no clamp in the forward
+    model.after_step()
+    assert float(objective.logit_scale.detach()) == pytest.approx(min(max(value, 0.0), 4.6051702))
 
 
 # ---- iBOT ------------------------------------------------------------------------------------------------
@@ -128,9 +153,12 @@ def test_ibot_cls_and_patch_losses(harmony, epoch):
         )
         for q in range(2)
     ]
-    s_cls = [o[:, 0] for o in s_out] + [
-        ref_distill_head(objective.head, student.vit.forward_features(c)[:, 0]) for c in crops[2:]
-    ]
+    s_cls = (
+        [o[:, 0] for o in s_out]
+        + [  # local crops: DINO's resampled position table
+            ref_distill_head(objective.head, ref_local_tokens(student.vit, c)[:, 0]) for c in crops[2:]
+        ]
+    )
     with torch.no_grad():
         t_out = [
             ref_distill_head(objective.teacher_head, ref_global_tokens(teacher.vit, crops[q]))
@@ -185,53 +213,21 @@ def ref_sincos(dim: int, grid: int) -> torch.Tensor:
     return torch.tensor(rows)
 
 
-def test_mae_decoder_positions_are_sincos_not_zero(harmony):
+def test_mae_decoder_positions_are_zero_by_default_and_sincos_on_request(harmony):
+    """The repo's ``decoder_pos_embed`` stays zero (its initialiser is never called); sincos is the fix."""
     cfg, _ = harmony
-    model = tiny_model(cfg)
-    decoder = model.objectives["mae"].decoder
+    decoder = tiny_model(cfg).objectives["mae"].decoder
+    assert cfg["objectives"]["mae"]["decoder_pos_embed"] == "zeros"
+    assert decoder.pos_embed.abs().sum() == 0 and decoder.mask_token.abs().sum() == 0
+    fixed = tiny_cfg("harmony", ["objectives.mae.decoder_pos_embed=sincos"])
+    decoder = tiny_model(fixed).objectives["mae"].decoder
     dim = int(cfg["objectives"]["mae"]["decoder_dim"])
     assert torch.allclose(decoder.pos_embed[0], ref_sincos(dim, 4), atol=1e-6)
     assert torch.allclose(sincos_2d(16, 14), ref_sincos(16, 14), atol=1e-6)
-    assert decoder.pos_embed.abs().sum() > 1  # the Harmony repo leaves these at zero
+    assert 0.005 < float(decoder.mask_token.std()) < 0.05  # the initialiser's N(0, 0.02)
     assert not any(p is decoder.pos_embed for p in decoder.parameters())  # fixed, not learned
-
-
-def ref_patchify(images: torch.Tensor, p: int) -> torch.Tensor:
-    b, c, h, w = images.shape
-    out = []
-    for i in range(h // p):
-        for j in range(w // p):
-            out.append(
-                images[:, :, i * p : (i + 1) * p, j * p : (j + 1) * p].permute(0, 2, 3, 1).reshape(b, -1)
-            )
-    return torch.stack(out, dim=1)
-
-
-def ref_mae_crop(vit, decoder, images, perm, ratio=0.75, patch=8):
-    b, n = perm.shape
-    keep_n = int(n * (1 - ratio))
-    x = ref_patch_embed(vit, images) + vit.pos_embed[:, 1:]
-    keep = perm[:, :keep_n]
-    visible = torch.stack([x[i, keep[i]] for i in range(b)])
-    latent = ref_encoder(
-        vit, visible, torch.cat([vit.pos_embed[:, :1], torch.zeros_like(visible[:1])], dim=1)
-    )
-    # ref_encoder adds pos to [cls; visible]: cls gets pos[0], the visible ones already carry theirs
-    h = latent @ decoder.embed.weight.t() + decoder.embed.bias
-    full = decoder.mask_token.expand(b, n, -1).clone()
-    for i in range(b):
-        full[i, keep[i]] = h[i, 1:]
-    z = torch.cat([h[:, :1], full], dim=1) + decoder.pos_embed
-    for block in decoder.blocks:
-        z = block(z)
-    pred = decoder.pred(decoder.norm(z))[:, 1:]
-    target = ref_patchify(images, patch)
-    target = (target - target.mean(-1, keepdim=True)) / (target.var(-1, keepdim=True) + 1e-6).sqrt()
-    removed = torch.ones(b, n)
-    for i in range(b):
-        removed[i, keep[i]] = 0
-    per_patch = ((pred - target) ** 2).mean(-1)
-    return (per_patch * removed).sum() / removed.sum(), pred, removed
+    assert any("sincos" in d and "initialize_deocder_weights" in d for d in fixed["deviations"])
+    assert not any("initialize_deocder_weights" in d for d in cfg["deviations"])
 
 
 def test_mae_normalized_pixel_loss_on_masked_patches(harmony):
@@ -287,13 +283,8 @@ def test_text_tokens_match_open_clip_forward(harmony):
 
 
 def masked_text_features(towers, ids):
-    """Token features of the [MASK]ed captions: embedding + positions, causal blocks, final LayerNorm."""
-    text = towers.text
-    n = ids.shape[1]
-    x = text.token_embedding(ids) + text.positional_embedding[:n]
-    causal = torch.full((n, n), float("-inf")).triu(1)
-    x = text.transformer(x, attn_mask=causal)
-    return text.ln_final(x)
+    """Token features of the [MASK]ed captions BEFORE the final LayerNorm (Harmony's return_without_proj)."""
+    return ref_text_features(towers, ids)
 
 
 def test_mlm_cross_entropy_on_masked_tokens_only(harmony):
@@ -302,7 +293,7 @@ def test_mlm_cross_entropy_on_masked_tokens_only(harmony):
     objective = model.objectives["mlm"]
     loss, _ = run(model, "mlm", batch, sched())
     feats = masked_text_features(model.student, batch["text_masked"])
-    logits = objective.decoder(feats)
+    logits = ref_mlm_logits(objective.decoder, feats)
     log_p = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
     picked = [
         -log_p[b, t, batch["text"][b, t]]
@@ -333,23 +324,49 @@ def test_mlm_decoder_is_causal(harmony):
 
 
 @pytest.mark.parametrize("epoch", [0, 1, 3])
-def test_text_distillation(harmony, epoch):
-    cfg, batch = harmony
+@pytest.mark.parametrize("trim", [False, True])
+def test_text_distillation(harmony, epoch, trim):
+    """Loss on masked tokens; centre = EMA of the teacher's softmax probabilities over EVERY position of the
+    full context (Harmony ``losses/text_dist_loss.py`` L43-L58), also when the loader cut the padding."""
+    from harmony_bench.pretrain.data.dataset import trim_text_padding
+
+    cfg, full = harmony
+    batch = trim_text_padding(full) if trim else full
+    assert (batch["text"].shape[1] < full["text"].shape[1]) == trim
     model = tiny_model(cfg)
     objective = model.objectives["text_dist"]
     center = objective.center.clone()
     loss, _ = run(model, "text_dist", batch, sched(epoch=epoch))
     warm = int(cfg["objectives"]["text_dist"]["warmup_teacher_temp_epochs"])
     temp = float(np.concatenate([np.linspace(0.04, 0.07, warm), np.full(10, 0.07)])[epoch])
-    student = ref_distill_head(objective.head, masked_text_features(model.student, batch["text_masked"]))
+    student = ref_distill_head(objective.head, masked_text_features(model.student, full["text_masked"]))
+    with torch.no_grad():
+        teacher = ref_distill_head(objective.teacher_head, masked_text_features(model.teacher, full["text"]))
+    per_token = ref_h(teacher, student, center, temp, 0.1)
+    m = full["text_mask"].float()
+    expected = ((per_token * m).sum(1) / m.sum(1).clamp(min=1)).mean()
+    assert torch.allclose(loss, expected, atol=ATOL)
+    assert teacher.shape[1] == cfg["model"]["text"]["context_length"]  # padding positions included
+    probs = torch.softmax((teacher - center) / temp, dim=-1)
+    expected_center = 0.9 * center + 0.1 * probs.mean(1).mean(0).view(1, 1, -1)
+    assert torch.allclose(objective.center, expected_center, atol=1e-6)
+    assert abs(float(objective.center.sum()) - (0.9 * float(center.sum()) + 0.1)) < 1e-4  # a probability
+
+
+def test_text_distillation_centre_fix_is_dinos_rule_and_recorded(harmony):
+    cfg = tiny_cfg("harmony", ["objectives.text_dist.center=logits-masked"])
+    _, batch = harmony
+    model = tiny_model(cfg)
+    objective = model.objectives["text_dist"]
+    center = objective.center.clone()
+    run(model, "text_dist", batch, sched(epoch=1))
     with torch.no_grad():
         teacher = ref_distill_head(objective.teacher_head, masked_text_features(model.teacher, batch["text"]))
-    per_token = ref_h(teacher, student, center, temp, 0.1)
-    m = batch["text_mask"].float()
-    expected = ((per_token * m).sum(1) / m.sum(1)).mean()
-    assert torch.allclose(loss, expected, atol=ATOL)
     masked_mean = teacher[batch["text_mask"]].mean(0).view(1, 1, -1)
     assert torch.allclose(objective.center, 0.9 * center + 0.1 * masked_mean, atol=1e-6)
+    assert any("DINO's rule" in d for d in cfg["deviations"])
+    with pytest.raises(ValueError, match="center"):
+        tiny_model(tiny_cfg("harmony", ["objectives.text_dist.center=mean"]))
 
 
 # ---- SimCLR (SLIP) and MaskCLIP's masked distillation -----------------------------------------------------
@@ -381,31 +398,35 @@ def test_simclr_nt_xent():
     assert torch.allclose(loss, expected, atol=ATOL), (float(loss), float(expected))
 
 
-def test_mask_dist_masked_self_distillation():
-    cfg = tiny_cfg("maskclip")
+@pytest.mark.parametrize("head_cls", [(False, False), (True, True), (False, True)])
+def test_mask_dist_masked_self_distillation(head_cls):
+    """Harmony's MaskCLIP (``models/maskclip.py`` L152-L217, ``losses/mask_self_dist.py``): the decoder has no
+    input projection and no predictor; its [CLS] output (not the encoder's) is the student [CLS]; an iBOT
+    head only with ``--with_head``, the [CLS] term only with ``--with_cls`` (both off by default)."""
+    head, with_cls = head_cls
+    sets = [
+        f"objectives.mask_dist.head={str(head).lower()}",
+        f"objectives.mask_dist.cls={str(with_cls).lower()}",
+    ]
+    cfg = tiny_cfg("maskclip", sets)
     batch = fixed_batch(cfg, batch=4, seed=4)
     model = tiny_model(cfg)
     objective = model.objectives["mask_dist"]
     center, center2 = objective.center.clone(), objective.center2.clone()
     loss, terms = run(model, "mask_dist", batch, sched(epoch=1))
     vit, decoder = model.student.vit, objective.decoder
+    assert isinstance(decoder.embed, torch.nn.Identity) and isinstance(decoder.pred, torch.nn.Identity)
     images, perm = batch["crops"][0], batch["perms"][:, 0]
     b, n = perm.shape
     keep = perm[:, : int(n * 0.25)]
-    x = ref_patch_embed(vit, images) + vit.pos_embed[:, 1:]
-    visible = torch.stack([x[i, keep[i]] for i in range(b)])
-    latent = ref_encoder(vit, visible, torch.cat([vit.pos_embed[:, :1], torch.zeros_like(visible[:1])], 1))
-    h = decoder.embed(latent)
-    full = decoder.mask_token.expand(b, n, -1).clone()
-    for i in range(b):
-        full[i, keep[i]] = h[i, 1:]
-    z = torch.cat([h[:, :1], full], 1) + decoder.pos_embed
-    for block in decoder.blocks:
-        z = block(z)
-    decoded = decoder.pred(decoder.norm(z))[:, 1:]
-    student = ref_distill_head(objective.head, torch.cat([latent[:, :1], decoded], 1))
+    decoded = ref_mae_decode(decoder, ref_mae_encode(vit, images, keep), keep, n)  # (B, 1 + N, D)
     with torch.no_grad():
-        teacher = ref_distill_head(objective.teacher_head, ref_global_tokens(model.teacher.vit, images))
+        teacher = ref_global_tokens(model.teacher.vit, images)
+    if head:
+        student = ref_distill_head(objective.head, decoded)
+        teacher = ref_distill_head(objective.teacher_head, teacher)
+    else:
+        student = decoded
     warm = int(cfg["objectives"]["mask_dist"]["warmup_teacher_temp_epochs"])
     t_patch = float(np.linspace(0.04, 0.07, warm)[1])
     removed = torch.ones(b, n)
@@ -413,10 +434,18 @@ def test_mask_dist_masked_self_distillation():
         removed[i, keep[i]] = 0
     per_patch = ref_h(teacher[:, 1:], student[:, 1:], center2, t_patch, 0.1)
     patch = ((per_patch * removed).sum(1) / removed.sum(1)).mean()
-    cls = ref_h(teacher[:, 0], student[:, 0], center, 0.04, 0.1).mean()
     assert torch.allclose(terms["mask_dist_patch"], patch, atol=ATOL)
-    assert torch.allclose(terms["mask_dist_cls"], cls, atol=ATOL)
-    assert torch.allclose(loss, patch + cls, atol=ATOL)
+    expected = patch
+    if with_cls:
+        cls = ref_h(teacher[:, 0], student[:, 0], center, 0.04, 0.1).mean()
+        assert torch.allclose(terms["mask_dist_cls"], cls, atol=ATOL)
+        expected = patch + cls
+    else:
+        assert "mask_dist_cls" not in terms
+    assert torch.allclose(loss, expected, atol=ATOL)
+    assert torch.allclose(
+        objective.center, 0.9 * center + 0.1 * teacher[:, 0].mean(0, keepdim=True), atol=1e-6
+    )
 
 
 def test_mean_over_masked_rows_equals_the_masked_mean_over_all_rows():

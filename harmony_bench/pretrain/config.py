@@ -2,6 +2,13 @@
 
 Configs are plain nested dicts read from ``benchmarks/pretrain/``, so a run's
 full configuration can be stored in its checkpoint and compared key by key.
+
+Three top-level keys of those files document instead of configuring (the protocol-file contract):
+``sources`` (dotted config path -> upstream citation; in ``methods.yaml`` the path starts with the method
+name), ``deviations`` (what we do differently on purpose; in ``methods.yaml`` a mapping method -> list) and
+``fixes`` (``"path=value"`` -> the sentence a run records when it opts into that fix of an upstream bug).
+They never reach the config; :func:`protocol_docs` resolves them for a method, and the run's own list is
+``cfg["deviations"]`` (checkpoint config, export card and metadata carry it).
 """
 
 from __future__ import annotations
@@ -18,6 +25,15 @@ from harmony_bench.yaml_io import load_mapping
 CONFIG_DIR = REPO_ROOT / "benchmarks" / "pretrain"
 OBJECTIVES = ("clip", "ibot", "mae", "mlm", "text_dist", "simclr", "mask_dist")
 TEXT_OBJECTIVES = {"clip", "mlm", "text_dist"}
+DOC_KEYS = ("sources", "deviations", "fixes")  # top-level documentation keys, not settings
+
+
+def split_docs(data: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(settings, documentation)``: a config file's mapping without and with only :data:`DOC_KEYS`."""
+    return (
+        {k: v for k, v in data.items() if k not in DOC_KEYS},
+        {k: v for k, v in data.items() if k in DOC_KEYS},
+    )
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -71,26 +87,93 @@ def method_objectives(method: str, methods: dict[str, Any]) -> tuple[list[str], 
     return names, []
 
 
-def load_config(
-    method: str, preset: str | None = None, sets: list[str] | None = None, config_dir: Path = CONFIG_DIR
-) -> dict[str, Any]:
-    """The full configuration of a run, with ``method`` and ``objective_names`` filled in."""
-    cfg = load_mapping(config_dir / "defaults.yaml")
-    names, method_sets = method_objectives(method, load_mapping(config_dir / "methods.yaml"))
-    layers = list(method_sets)
+def _files(
+    method: str, preset: str | None, config_dir: Path
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any] | None, list[dict[str, Any]]]:
+    """The three files' mappings (defaults, methods, preset or None), each split off its documentation."""
+    defaults, d_docs = split_docs(load_mapping(config_dir / "defaults.yaml"))
+    methods, m_docs = split_docs(load_mapping(config_dir / "methods.yaml"))
+    preset_map, p_docs = None, {}
     if preset:
         path = config_dir / "presets" / f"{preset}.yaml"
         if not path.is_file():
             known = sorted(p.stem for p in (config_dir / "presets").glob("*.yaml"))
             raise ValueError(f"unknown preset {preset!r}; available: {known}")
-        layers.append(load_mapping(path))
+        preset_map, p_docs = split_docs(load_mapping(path))
+    return defaults, methods, preset_map, [d_docs, m_docs, p_docs]
+
+
+def load_config(
+    method: str, preset: str | None = None, sets: list[str] | None = None, config_dir: Path = CONFIG_DIR
+) -> dict[str, Any]:
+    """The full configuration of a run, plus ``method``, ``objective_names``, ``preset``, ``deviations``."""
+    cfg, methods, preset_map, docs = _files(method, preset, config_dir)
+    names, method_sets = method_objectives(method, methods)
+    layers = list(method_sets)
+    if preset_map is not None:
+        layers.append(preset_map)
     layers += parse_set(sets or [])
     for layer in layers:
         cfg = _merge_allowing_data_extras(cfg, layer)
     cfg["method"] = method
     cfg["objective_names"] = names
     cfg["preset"] = preset
+    cfg["deviations"] = _deviations(method, docs) + chosen_fixes(cfg, docs[0].get("fixes") or {})
     return cfg
+
+
+def _deviations(method: str, docs: list[dict[str, Any]]) -> list[str]:
+    d_docs, m_docs, p_docs = docs
+    per_method = m_docs.get("deviations") or {}
+    return [
+        str(d)
+        for d in list(d_docs.get("deviations") or [])
+        + list(per_method.get(method) or [])
+        + list(p_docs.get("deviations") or [])
+    ]
+
+
+def chosen_fixes(cfg: dict[str, Any], fixes: dict[str, str]) -> list[str]:
+    """The sentences of the opt-in fixes (``"path=value"`` keys of ``fixes:``) this config chose."""
+    out = []
+    for key, sentence in fixes.items():
+        path, _, raw = key.partition("=")
+        if lookup(cfg, path) == yaml.safe_load(raw):
+            out.append(f"{sentence} [--set {key}]")
+    return out
+
+
+def lookup(cfg: dict[str, Any], path: str) -> Any:
+    """The value at a dotted path (``KeyError`` naming the path when a part is missing)."""
+    node: Any = cfg
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            raise KeyError(f"no pretraining setting {path!r}")
+        node = node[part]
+    return node
+
+
+def protocol_docs(method: str, preset: str | None = None, config_dir: Path = CONFIG_DIR) -> dict[str, Any]:
+    """What the protocol sheet shows for a method: resolved config, sources, deviations, opt-in fixes.
+
+    ``sources`` maps dotted config paths to citations: ``defaults.yaml``'s, overridden by the method's
+    (``methods.yaml`` keys ``"<method>.<path>"``; ``objective_names`` for ``"<method>.objectives"``) and the
+    preset's.  A prefix covers every key below it unless a longer path has its own entry.
+    """
+    cfg = load_config(method, preset, config_dir=config_dir)
+    d_docs, m_docs, p_docs = _files(method, preset, config_dir)[3]
+    sources = {str(k): str(v) for k, v in (d_docs.get("sources") or {}).items()}
+    for key, value in (m_docs.get("sources") or {}).items():
+        owner, _, path = str(key).partition(".")
+        if owner == method:
+            sources["objective_names" if path == "objectives" else path] = str(value)
+    sources.update({str(k): str(v) for k, v in (p_docs.get("sources") or {}).items()})
+    return {
+        "config": cfg,
+        "sources": sources,
+        "deviations": list(cfg["deviations"]),
+        "fixes": {str(k): str(v) for k, v in (d_docs.get("fixes") or {}).items()},
+    }
 
 
 def _merge_allowing_data_extras(cfg: dict[str, Any], layer: dict[str, Any]) -> dict[str, Any]:

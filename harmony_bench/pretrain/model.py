@@ -70,6 +70,7 @@ class PretrainModel(nn.Module):
             sched,
             EOT_ID,
             teacher_both_globals="ibot" in names,
+            teacher_text_context=any(o.teacher_text_context for o in chosen),
             image_views=tuple(v for v in VIEW_ORDER if v in image_views),
             text_views=tuple(v for v in TEXT_ORDER if v in text_views),
         )
@@ -129,3 +130,8 @@ class PretrainModel(nn.Module):
         """Each objective's gradient surgery before clipping and the optimizer step."""
         for objective in self.objectives.values():
             objective.after_backward(epoch)
+
+    def after_step(self) -> None:
+        """Each objective's parameter surgery after the optimizer step (before the EMA update)."""
+        for objective in self.objectives.values():
+            objective.after_step()

@@ -110,5 +110,6 @@ def original_step(
     else:
         optim.clip_gradients(params, float(o["clip_grad"]), o["clip_mode"])
     optimizer.step()
+    model.after_step()
     ema_loop(model, sched["momentum"])
     return total

@@ -102,6 +102,7 @@ def train_step(
         core.clipped_parameters(o["clip_scope"]), float(o["clip_grad"]), o["clip_mode"]
     )
     optimizer.step()
+    core.after_step()
     core.ema_update(sched["momentum"])
     return terms
 
@@ -279,7 +280,14 @@ def _loop(
         from harmony_bench.pretrain.export import export
 
         weights, card = export(model, cfg, output, step)
-    return {"steps": step, "last": last, "export": str(weights), "card": str(card), "skipped_images": skipped}
+    return {
+        "steps": step,
+        "last": last,
+        "export": str(weights),
+        "card": str(card),
+        "skipped_images": skipped,
+        "deviations": list(cfg.get("deviations") or []),
+    }
 
 
 def _save(

@@ -73,10 +73,16 @@ def keep_count(num_patches: int, mask_ratio: float) -> int:
 def text_mask(
     rng: np.random.Generator, tokens: np.ndarray, ratio: float, special: tuple[int, ...]
 ) -> np.ndarray:
-    """``round(ratio * n)`` (at least one) of a caption's ``n`` real tokens, never SOT/EOT/padding."""
-    candidates = np.flatnonzero(~np.isin(tokens, special) & (tokens != 0))
+    """Harmony's caption mask: each token strictly between SOT and EOT is masked with probability ``ratio``.
+
+    ``get_masked_captions`` (``models/utils.py`` L15-L33) draws ``bernoulli(0.2)`` for every position and
+    then clears the SOT (position 0), the EOT (the caption's argmax) and everything after it.  So a caption
+    gets Binomial(n, 0.2) masks: short ones often none (0.8^n), and then contribute nothing to MLM or text
+    distillation.  ``special`` is ``(sot, eot)``; the EOT position is its first occurrence.
+    """
     mask = np.zeros(tokens.shape, dtype=bool)
-    if len(candidates) and ratio > 0:
-        count = max(1, int(round(ratio * len(candidates))))
-        mask[rng.choice(candidates, size=count, replace=False)] = True
+    eot = np.flatnonzero(tokens == special[-1])
+    end = int(eot[0]) if len(eot) else int(np.count_nonzero(tokens))  # no EOT: up to the padding
+    draws = rng.random(max(end - 1, 0)) < ratio  # positions 1 .. EOT - 1
+    mask[1:end] = draws
     return mask

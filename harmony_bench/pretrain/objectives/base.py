@@ -42,6 +42,9 @@ class StepContext:
     # kind runs as one batched forward the first time any of them is asked for.
     image_views: tuple[View, ...] = ()
     text_views: tuple[str, ...] = ()
+    # True when some objective reads the text teacher at every position of the full context (Harmony's
+    # text-distillation centre): the teacher's one text forward then runs on the full context.
+    teacher_text_context: bool = False
     cache: dict[Any, Any] = field(default_factory=dict)
 
     @property
@@ -139,13 +142,28 @@ class StepContext:
         return self._student_text("masked")
 
     def teacher_text(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """EMA text teacher on the full captions."""
+        """EMA text teacher on the full captions: ``(tokens (B, L, W) before ln_final, pooled)``."""
+        tokens, pooled = self._teacher_text_run()
+        return tokens[:, : self.batch["text"].shape[1]], pooled
+
+    def teacher_text_full_context(self) -> torch.Tensor:
+        """EMA text teacher tokens at every position of the full context ``(B, 77, W)``, padding included.
+
+        Harmony's text-distillation centre averages the teacher over all 77 positions; the loader cuts the
+        padding (``trim_text_padding``), so this forward restores it.  When an objective declared it
+        (``teacher_text_context``), :meth:`teacher_text` is a slice of this one forward.
+        """
+        tokens, _ = self._teacher_text_run(full_context=True)
+        return tokens
+
+    def _teacher_text_run(self, full_context: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        full_context = full_context or self.teacher_text_context
 
         def run() -> tuple[torch.Tensor, torch.Tensor]:
             with torch.no_grad():
-                return T.text_tokens(self.teacher.text, self.batch["text"], self.eot())
+                return T.text_tokens(self.teacher.text, self.batch["text"], self.eot(), full_context)
 
-        return self._memo("teacher_text", run)
+        return self._memo(("teacher_text", full_context), run)
 
 
 class Objective(nn.Module):
@@ -155,6 +173,8 @@ class Objective(nn.Module):
     # The student forwards this objective reads through the step context, so the context can batch them.
     image_views: tuple[View, ...] = ()
     text_views: tuple[str, ...] = ()
+    # True when the objective reads the text teacher over the full context (see ``StepContext``).
+    teacher_text_context: bool = False
 
     def __init__(self, cfg: dict[str, Any], spec: dict[str, Any], towers: nn.Module) -> None:
         super().__init__()
@@ -175,3 +195,6 @@ class Objective(nn.Module):
 
     def after_backward(self, epoch: int) -> None:
         """Gradient surgery before the optimizer step (iBOT freezes its last layer in epoch 0)."""
+
+    def after_step(self) -> None:
+        """Parameter surgery after the optimizer step (SLIP clamps its logit scale)."""

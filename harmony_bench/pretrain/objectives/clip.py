@@ -2,7 +2,9 @@
 
 Hard loss (SLIP/Harmony ``CLIPLoss``): each rank's image embeddings against all
 ranks' text embeddings (and vice versa), labels ``rank * B + i``, learnable
-logit scale ``exp(s)`` with ``s`` initialised to ln(1/0.07) and clamped at ln 100.
+logit scale ``exp(s)`` with ``s`` initialised to ln(1/0.07).  Harmony never bounds ``s``
+(``models/contrastive.py`` L78, ``losses/clip_loss.py``); SLIP clamps the parameter itself to [0, ln 100]
+after every optimizer step (``main.py`` L314-L318): ``max_logit_scale`` set (the ``slip`` method) does that.
 Soft loss (Harmony, ``losses/clip_loss.py``): targets ``softmax(sim_teacher / 0.1)`` from the EMA image
 and text teachers, cross-entropy against the same student logits.  Total ``w * hard + (1 - w) * soft``
 with ``w`` = ``sched['hard_weight']`` (cosine 1.0 -> 0.2 over 10 epochs in Harmony's code).
@@ -55,13 +57,20 @@ class CLIPObjective(Objective):
     def __init__(self, cfg: dict[str, Any], spec: dict[str, Any], towers: nn.Module) -> None:
         super().__init__(cfg, spec, towers)
         self.logit_scale = nn.Parameter(torch.tensor(float(spec["init_logit_scale"])))
-        self.max_logit_scale = float(spec["max_logit_scale"])
+        bound = spec["max_logit_scale"]
+        self.max_logit_scale = None if bound is None else float(bound)
         self.soft = bool(spec["soft_targets"])
         self.temperature = float(spec["soft_temperature"])
 
     def scale(self) -> torch.Tensor:
-        """``exp(logit_scale)``, clamped at 100 as in SLIP."""
-        return self.logit_scale.clamp(max=self.max_logit_scale).exp()
+        """``exp(logit_scale)``: the forward never clamps (Harmony and SLIP alike)."""
+        return self.logit_scale.exp()
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """SLIP's ``logit_scale.data.clamp_(0, 4.6052)`` after the optimizer step, when a bound is set."""
+        if self.max_logit_scale is not None:
+            self.logit_scale.clamp_(0.0, self.max_logit_scale)
 
     def forward(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """``w * hard + (1 - w) * soft`` for this step's hard-label weight ``w``."""

@@ -23,15 +23,18 @@ from harmony_bench.pretrain.objectives.base import Objective, StepContext
 from harmony_bench.pretrain.objectives.heads import DistillHead, teacher_copy
 
 
-def teacher_temps(spec: dict[str, Any], epoch: int) -> tuple[float, float]:
-    """(cls, patch) teacher temperatures at ``epoch``."""
+def teacher_temps(spec: dict[str, Any], epoch: int, patch_delay: int = 0) -> tuple[float, float]:
+    """(cls, patch) teacher temperatures at ``epoch``.
+
+    Both warm up linearly over ``warmup_teacher_temp_epochs`` (``np.linspace``, then constant).  The patch
+    warm-up starts ``patch_delay`` epochs late (iBOT's ``mim_start_epoch`` = ``pred_start_epoch``, Harmony
+    ``losses/ibot_loss.py`` L34-L43: ``warmup`` for the first ``mim_start_epoch`` epochs, then the linspace).
+    """
     warm = int(spec["warmup_teacher_temp_epochs"])
-    return (
-        schedules.epoch_warmup(epoch, warm, float(spec["warmup_teacher_temp"]), float(spec["teacher_temp"])),
-        schedules.epoch_warmup(
-            epoch, warm, float(spec["warmup_teacher_patch_temp"]), float(spec["teacher_patch_temp"])
-        ),
-    )
+    cls = schedules.epoch_warmup(epoch, warm, float(spec["warmup_teacher_temp"]), float(spec["teacher_temp"]))
+    start, end = float(spec["warmup_teacher_patch_temp"]), float(spec["teacher_patch_temp"])
+    patch = start if epoch < patch_delay else schedules.epoch_warmup(epoch - patch_delay, warm, start, end)
+    return cls, patch
 
 
 def cls_term(
@@ -107,7 +110,7 @@ class IBOTObjective(Objective):
         n_cls = b * len(crops)
         with torch.no_grad():
             t_out = self.teacher_head(ctx.teacher_globals())
-        temps = teacher_temps(self.spec, ctx.epoch)
+        temps = teacher_temps(self.spec, ctx.epoch, int(self.spec["pred_start_epoch"]))
         s_temp = float(self.spec["student_temp"])
         cls_loss = cls_term(
             list(s_out[:n_cls].chunk(len(crops))), list(t_out[:, 0].chunk(2)), self.center, temps[0], s_temp

@@ -1,10 +1,11 @@
 """MAE: reconstruct the normalised pixels of 75% randomly dropped patches from the visible 25%.
 
 The student ViT encodes the kept patches (MAE ``random_masking`` as a per-sample permutation from the data
-pipeline); an 8-block, 512-d decoder fills in [MASK] tokens.  Its position embeddings are the fixed 2-D
-sin-cos table MAE's ``initialize_weights`` writes; Harmony's ``generative.py`` never calls its
-``initialize_deocder_weights()``, so there they stay all-zero (a bug we do not reproduce).  Loss: per-patch
-normalised pixels (``norm_pix_loss``), MSE averaged over masked patches, summed over the global crops.
+pipeline); an 8-block, 512-d decoder fills in [MASK] tokens.  Its position embeddings are all zero by
+default, as in the Harmony repo, whose ``generative.py`` never calls ``initialize_deocder_weights()``
+(reproduced on purpose: the paper's numbers come from it); ``decoder_pos_embed: sincos`` is the opt-in fix
+(MAE's fixed 2-D sin-cos table), recorded as a deviation.  Loss: per-patch normalised pixels
+(``norm_pix_loss``), MSE averaged over masked patches, summed over the global crops.
 """
 
 from __future__ import annotations
@@ -55,43 +56,68 @@ def mae_loss(
     return (loss * mask).sum() / mask.sum()
 
 
+POS_EMBEDS = ("zeros", "sincos")
+
+
 class MAEDecoder(nn.Module):
-    """MAE decoder: embed, [MASK] tokens, fixed sin-cos positions, transformer blocks, pixel predictor."""
+    """The decoder of Harmony's ``GenerativePath`` (MAE) and of its MaskCLIP, as the repo builds them.
+
+    ``[latent; mask tokens]`` unshuffled, plus ``pos_embed``, transformer blocks (LayerNorm eps 1e-5: the
+    repo passes ``norm_layer=nn.LayerNorm``, ``models/generative.py`` L11, L25, L28), final LayerNorm, then
+    an optional pixel predictor.  ``embed=False`` / ``out_dim=None`` give MaskCLIP's decoder, which has
+    neither the input projection nor the predictor (``models/maskclip.py`` L102-L116, L175-L193).
+
+    ``pos_embed="zeros"`` is the repo's: ``decoder_pos_embed`` and ``mask_token`` are created as zeros and
+    the initialiser that would fill them (``initialize_deocder_weights``, ``models/generative.py`` L31-L36)
+    is never called, so every masked patch of an image enters the blocks as the same vector and gets the
+    same prediction.  ``"sincos"`` is that initialiser run (MAE's fixed 2-D sin-cos table and a N(0, 0.02)
+    mask token), the opt-in fix.  The linear layers keep PyTorch's default init, as in the repo (nothing
+    applies MAE's xavier init there).
+    """
 
     def __init__(
-        self, in_dim: int, dim: int, depth: int, heads: int, grid: int, patch: int, out_dim: int | None = None
+        self,
+        in_dim: int,
+        dim: int,
+        depth: int,
+        heads: int,
+        grid: int,
+        patch: int,
+        out_dim: int | None = -1,
+        *,
+        embed: bool = True,
+        pos_embed: str = "zeros",
     ) -> None:
         from timm.models.vision_transformer import Block
 
         super().__init__()
-        self.embed = nn.Linear(in_dim, dim)
+        if pos_embed not in POS_EMBEDS:
+            raise ValueError(f"decoder_pos_embed must be one of {POS_EMBEDS}, got {pos_embed!r}")
+        if not embed and in_dim != dim:
+            raise ValueError(f"a decoder without an input projection needs in_dim == dim ({in_dim} != {dim})")
+        self.embed = nn.Linear(in_dim, dim) if embed else nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.register_buffer("pos_embed", sincos_2d(dim, grid).unsqueeze(0))
-        self.blocks = nn.Sequential(*[Block(dim, heads, mlp_ratio=4.0, qkv_bias=True) for _ in range(depth)])
+        table = sincos_2d(dim, grid) if pos_embed == "sincos" else torch.zeros(grid * grid + 1, dim)
+        self.register_buffer("pos_embed", table.unsqueeze(0))
+        self.blocks = nn.Sequential(
+            *[Block(dim, heads, mlp_ratio=4.0, qkv_bias=True, norm_layer=nn.LayerNorm) for _ in range(depth)]
+        )
         self.norm = nn.LayerNorm(dim)
-        self.pred = nn.Linear(dim, out_dim if out_dim is not None else patch * patch * 3)
-        nn.init.normal_(self.mask_token, std=0.02)
-        self.apply(_init_linear)
+        if out_dim == -1:
+            out_dim = patch * patch * 3
+        self.pred = nn.Linear(dim, out_dim) if out_dim is not None else nn.Identity()
+        if pos_embed == "sincos":
+            nn.init.normal_(self.mask_token, std=0.02)
 
     def forward(self, latent: torch.Tensor, restore: torch.Tensor) -> torch.Tensor:
-        """``latent`` (B, 1 + K, D) -> predictions for all N patches (B, N, out), cls dropped."""
+        """``latent`` (B, 1 + K, D) -> outputs for [CLS] and all N patches (B, 1 + N, out)."""
         x = self.embed(latent)
         b, n = restore.shape
         fill = self.mask_token.to(x.dtype).expand(b, n + 1 - x.shape[1], -1)
         patches = torch.cat([x[:, 1:], fill], dim=1)
         patches = torch.gather(patches, 1, restore.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
         x = torch.cat([x[:, :1], patches], dim=1) + self.pos_embed.to(x.dtype)
-        return self.pred(self.norm(self.blocks(x)))[:, 1:]
-
-
-def _init_linear(m: nn.Module) -> None:
-    if isinstance(m, nn.Linear):
-        nn.init.xavier_uniform_(m.weight)
-        if m.bias is not None:
-            nn.init.zeros_(m.bias)
-    elif isinstance(m, nn.LayerNorm):
-        nn.init.ones_(m.weight)
-        nn.init.zeros_(m.bias)
+        return self.pred(self.norm(self.blocks(x)))
 
 
 def split_permutation(perm: torch.Tensor, ratio: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -120,6 +146,7 @@ class MAEObjective(Objective):
             int(spec["decoder_heads"]),
             grid,
             self.patch,
+            pos_embed=str(spec["decoder_pos_embed"]),
         )
 
     def forward(self, ctx: StepContext) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -128,7 +155,7 @@ class MAEObjective(Objective):
         images = torch.cat([ctx.batch["crops"][c] for c in crops])
         perm = torch.cat([ctx.batch["perms"][:, c] for c in crops])
         keep, restore, mask = split_permutation(perm, float(self.spec["mask_ratio"]))
-        pred = self.decoder(T.visible_tokens(ctx.student.vit, images, keep), restore)
+        pred = self.decoder(T.visible_tokens(ctx.student.vit, images, keep), restore)[:, 1:]
         norm_pix = bool(self.spec["norm_pix_loss"])
         parts = zip(pred.chunk(len(crops)), images.chunk(len(crops)), mask.chunk(len(crops)), strict=True)
         loss = sum(mae_loss(p, x, m, self.patch, norm_pix) for p, x, m in parts)

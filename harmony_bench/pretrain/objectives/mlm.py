@@ -1,8 +1,9 @@
 """Text MLM: predict the [MASK]ed caption tokens from the student text tower's token features.
 
-Harmony's ``TextDecoder``: a small causal transformer (4 layers, width of the text tower) on the student's
-features of the masked caption, then LayerNorm + Linear to the vocabulary (49408 BPE + [MASK]); cross-entropy
-on the masked positions only.
+Harmony's ``TextDecoder`` (``models/text_decoder.py``): a small causal transformer (4 layers, width of the
+text tower, CLIP's residual blocks with QuickGELU, ``models/transformer.py`` L18-L20 and L31) on the student's
+features of the masked caption *before* the text tower's ``ln_final`` (``models/harmony.py`` L133-L138), then
+LayerNorm + Linear to the vocabulary (49408 BPE + [MASK]); cross-entropy on the masked positions only.
 """
 
 from __future__ import annotations
@@ -20,10 +21,10 @@ class TextDecoder(nn.Module):
     """Causal transformer + LayerNorm + vocabulary projection."""
 
     def __init__(self, width: int, layers: int, heads: int, vocab: int, context: int) -> None:
-        from open_clip.transformer import Transformer
+        from open_clip.transformer import QuickGELU, Transformer
 
         super().__init__()
-        self.transformer = Transformer(width, layers, heads)
+        self.transformer = Transformer(width, layers, heads, act_layer=QuickGELU)
         self.norm = nn.LayerNorm(width)
         self.out = nn.Linear(width, vocab)
         mask = torch.full((context, context), float("-inf")).triu_(1)
@@ -43,7 +44,14 @@ class TextDecoder(nn.Module):
 
 
 def mlm_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the masked positions (``logits`` ``(M, V)``, ``targets`` ``(M,)``)."""
+    """Mean cross-entropy over the masked positions (``logits`` ``(M, V)``, ``targets`` ``(M,)``).
+
+    A batch without a single masked token (possible with Bernoulli masking, if improbable beyond a few
+    captions) gives 0 with a zero gradient: the repo would get NaN from ``cross_entropy`` with every label
+    ignored and stop the run.
+    """
+    if targets.numel() == 0:
+        return logits.sum() * 0.0
     return F.cross_entropy(logits.float(), targets)
 
 
