@@ -108,53 +108,57 @@ def task_blocks(spec: Any) -> list[Block]:
 
 
 def pretrain_blocks(config_dir: Path | None = None) -> tuple[list[Block], list[str]]:
-    """The pretraining recipe of every method in ``methods.yaml`` and the deviations common to all.
+    """The pretraining recipe of every method in ``methods.yaml``, and the deviations common to all.
 
-    ``sources`` / ``deviations`` are read where ``defaults.yaml`` and ``methods.yaml`` have them (top
-    level, or inside a method's entry); a method's own sources win, then the file's, then the defaults'.
+    Each method is resolved by ``pretrain.config.protocol_docs`` (the loader's own reading of the files'
+    ``sources`` / ``deviations`` / ``fixes``), so the sheet shows exactly what ``pretrain`` runs.  Settings
+    of objectives the method does not use, and the text tower of image-only methods, are left out.
     """
-    from harmony_bench.pretrain.config import CONFIG_DIR, TEXT_OBJECTIVES, load_config
+    from harmony_bench.pretrain.config import CONFIG_DIR, TEXT_OBJECTIVES, protocol_docs, split_docs
     from harmony_bench.yaml_io import load_mapping
 
     config_dir = config_dir or CONFIG_DIR
-    defaults = load_mapping(config_dir / "defaults.yaml")
-    methods = load_mapping(config_dir / "methods.yaml")
-    default_sources, default_devs = defaults.get("sources") or {}, defaults.get("deviations") or []
-    file_sources = methods.get("sources") if not _is_method(methods.get("sources")) else None
-    file_devs = methods.get("deviations") if isinstance(methods.get("deviations"), list) else []
+    _, d_docs = split_docs(load_mapping(config_dir / "defaults.yaml"))
+    common = [str(d) for d in d_docs.get("deviations") or []]
+    fixes = d_docs.get("fixes") or {}
+    methods, _ = split_docs(load_mapping(config_dir / "methods.yaml"))
     blocks = []
     for name, spec in methods.items():
-        if not _is_method(spec):
-            continue
-        cfg = load_config(name, config_dir=config_dir)
+        docs = protocol_docs(name, config_dir=config_dir)
+        cfg = docs["config"]
         used = set(cfg["objective_names"])
-        tables = [spec.get("sources") or {}, file_sources or {}, default_sources]
+        tables = [docs["sources"]]
         rows = []
-        for path, value in flatten(
-            {k: v for k, v in cfg.items() if k not in {"sources", "deviations", "preset"}}
-        ):
+        skip = {"deviations", "preset", "method"}
+        for path, value in flatten({k: v for k, v in cfg.items() if k not in skip}):
             parts = path.split(".")
             if parts[0] == "objectives" and len(parts) > 1 and parts[1] not in used:
                 continue
             if parts[:2] == ["model", "text"] and not used & TEXT_OBJECTIVES:
                 continue
             found = find_source(path, tables)
-            if parts[0] in {"method", "objective_names"}:
-                found = found or ("", f"benchmarks/pretrain/methods.yaml: {name}")
             rows.append((path, value, found[1] if found else UNCITED))
+        own = [d for d in docs["deviations"] if d not in common]
+        opt_in = [f"opt-in fix `--set {key}`: {text}" for key, text in fixes.items() if _applies(key, cfg)]
         blocks.append(
-            Block(
-                title=name,
-                summary=spec.get("summary"),
-                deviations=spec.get("deviations") or [],
-                settings=rows,
-            )
+            Block(title=name, summary=(spec or {}).get("summary"), deviations=own + opt_in, settings=rows)
         )
-    return blocks, [*default_devs, *file_devs]
+    return blocks, common
 
 
-def _is_method(entry: Any) -> bool:
-    return isinstance(entry, dict) and "objectives" in entry
+def _applies(fix: str, cfg: dict[str, Any]) -> bool:
+    """Whether the opt-in fix ``"path=value"`` names a setting this method has (objective in use)."""
+    from harmony_bench.pretrain.config import lookup
+
+    path = fix.partition("=")[0]
+    parts = path.split(".")
+    if parts[0] == "objectives" and len(parts) > 1 and parts[1] not in cfg["objective_names"]:
+        return False
+    try:
+        lookup(cfg, path)
+    except KeyError:
+        return False
+    return True
 
 
 def _cell(text: Any) -> str:
