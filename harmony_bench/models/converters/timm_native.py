@@ -22,3 +22,46 @@ def convert_timm(
     if container:
         state_dict, dropped = unwrap(state_dict, tuple(container.split(".")), "timm")
     return strip_prefix(state_dict, prefix, "timm"), dropped
+
+
+def convert_timm_pretrained(
+    state_dict: Mapping[str, Any],
+    *,
+    model: str,
+    model_args: Mapping[str, Any] | None = None,
+    classifier: list[str] | None = None,
+) -> ConvertResult:
+    """A timm model's pretrained weights, loaded the way timm loads them (cards from ``timm:`` names).
+
+    timm itself puts the file into ``model`` (``pretrained=True`` with the file's state dict as the
+    pretrained source): its ``checkpoint_filter_fn`` adapts the layout (e.g. original JAX/DeiT
+    releases, position embeddings) and, for ``num_classes=0``, it drops the classifier, as a hand
+    loaded model would.  timm loads strictly, so a file that is not this model's fails here, naming
+    what did not fit.  The returned tensors are the built model's, in timm's names.
+    """
+    import timm
+    import torch
+
+    from harmony_bench.models.checkpoint_io import CheckpointError
+
+    raw = dict(state_dict)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        try:
+            net = timm.create_model(
+                model,
+                pretrained=True,
+                pretrained_cfg_overlay={"state_dict": raw, "source": ""},
+                num_classes=0,
+                **dict(model_args or {}),
+            )
+        except (RuntimeError, KeyError, ValueError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise CheckpointError(f"timm could not load this file as {model}'s weights: {first}") from exc
+    heads = tuple(f"{name}." for name in (classifier or ["head"]))
+    dropped = {
+        k: "classifier head (the benchmark builds the model without one, num_classes=0, as timm does)"
+        for k in raw
+        if k.startswith(heads)
+    }
+    return dict(net.state_dict()), dropped
