@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from unittest.mock import patch
 
 from harmony_bench.models.converters._common import ConvertResult, strip_prefix, unwrap
 
@@ -36,16 +37,26 @@ def convert_timm_pretrained(
     timm itself puts the file into ``model`` (``pretrained=True`` with the file's state dict as the
     pretrained source): its ``checkpoint_filter_fn`` adapts the layout (e.g. original JAX/DeiT
     releases, position embeddings) and, for ``num_classes=0``, it drops the classifier, as a hand
-    loaded model would.  timm loads strictly, so a file that is not this model's fails here, naming
-    what did not fit.  The returned tensors are the built model's, in timm's names.
+    loaded model would.  timm then loads non-strictly and only logs what did not fit, so the load is
+    watched here: a model tensor the file did not provide, or a file tensor with no place, fails the
+    conversion naming the keys (never a partly random network).  Returns the built model's tensors.
     """
     import timm
     import torch
+    from torch import nn
 
     from harmony_bench.models.checkpoint_io import CheckpointError
 
     raw = dict(state_dict)
-    with torch.random.fork_rng(devices=[]):
+    results: list[Any] = []
+    original = nn.Module.load_state_dict
+
+    def watched(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        result = original(module, *args, **kwargs)
+        results.append(result)
+        return result
+
+    with torch.random.fork_rng(devices=[]), patch.object(nn.Module, "load_state_dict", watched):
         torch.manual_seed(0)
         try:
             net = timm.create_model(
@@ -58,6 +69,16 @@ def convert_timm_pretrained(
         except (RuntimeError, KeyError, ValueError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise CheckpointError(f"timm could not load this file as {model}'s weights: {first}") from exc
+    missing = sorted({k for r in results for k in r.missing_keys})
+    unexpected = sorted({k for r in results for k in r.unexpected_keys})
+    if not results or missing or unexpected:
+        problems = []
+        if missing:
+            problems.append(f"{len(missing)} model tensors not in the file: {', '.join(missing[:8])}")
+        if unexpected:
+            problems.append(f"{len(unexpected)} file tensors with no place: {', '.join(unexpected[:8])}")
+        detail = "; ".join(problems) or "nothing was loaded"
+        raise CheckpointError(f"timm could not load this file as {model}'s weights: {detail}")
     heads = tuple(f"{name}." for name in (classifier or ["head"]))
     dropped = {
         k: "classifier head (the benchmark builds the model without one, num_classes=0, as timm does)"
