@@ -429,3 +429,12 @@ def test_timm_checkpoint_runs_imagenet_knn_smoke_end_to_end(tmp_path, capsys):
     assert record["status"]["state"] == "completed" and record["dataset"]["synthetic"]
     assert record["backbone"]["card"]["checkpoint"]["converter"] == "timm-pretrained"
     assert record["backbone"]["checkpoint"]["sha256"] == sha256_of(path)
+
+
+def test_suites_record_the_card_a_name_resolves_to():
+    from harmony_bench.suites.run import card_name
+
+    assert card_name("ibot") == "ibot-vit-b16-in1k"
+    cfg = timm.models.get_pretrained_cfg("vit_tiny_patch16_224")
+    assert card_name("timm:vit_tiny_patch16_224") == f"timm:vit_tiny_patch16_224.{cfg.tag}"
+    assert card_name("no-such-backbone") == "no-such-backbone"  # the cell's run says what is wrong
