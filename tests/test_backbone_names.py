@@ -352,6 +352,8 @@ def test_backbones_show_takes_any_name(capsys):
     assert data["name_resolution"]["as"] == "hub"
     assert main(["backbones", "show", "clip"]) == 0
     assert "clip-vit-b16-openai" in capsys.readouterr().out
+    assert main(["backbones", "show", "harmony"]) == 0  # no weights yet: show says so instead of failing
+    assert "harmony-vit-s16-cc3m, no weights yet" in capsys.readouterr().out
 
 
 # --------------------------------------------------------------------------- the card that fits

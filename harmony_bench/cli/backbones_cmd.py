@@ -121,7 +121,7 @@ def run_show(args: argparse.Namespace) -> int:
     from harmony_bench.models.hub_files import HubFileMissing
     from harmony_bench.models.names import resolve_backbone
 
-    resolved = resolve_backbone(args.name, register=False)
+    resolved = resolve_backbone(args.name, register=False, need_weights=False)
     card = resolved.card
     data = {k: v for k, v in card.to_dict().items() if v not in (None, [], {})}
     if resolved.how != "card":

@@ -219,10 +219,13 @@ def _timm_based_card(
 
 
 def _evenly_spaced(depth: int) -> list[int]:
-    """Four block indices ending at the last (iBOT's 3/5/7/11 for 12 blocks)."""
-    from harmony_bench.pretrain.export import out_indices
+    """Blocks 3/5/7/11 (iBOT's dense features) for 12 blocks, else four evenly spaced ending at the last.
 
-    return out_indices(depth)
+    The same rule as ``pretrain.export.out_indices`` (the dense protocols pick their own for 12/24 blocks).
+    """
+    if depth == 12:
+        return [3, 5, 7, 11]
+    return sorted({max(0, round(depth * k / 4) - 1) for k in range(1, 5)})
 
 
 # --------------------------------------------------------------------------- open_clip

@@ -52,12 +52,14 @@ def resolve_backbone(
     trust_checkpoint: bool = False,
     register: bool = True,
     fetch: bool = False,
+    need_weights: bool = True,
 ) -> ResolvedBackbone:
     """Resolve ``name`` (see the module docstring); ``checkpoint`` is the user's ``--checkpoint``.
 
     With ``fetch``, a generated card's weights are fetched now (from the library's cache, or
     downloaded into it) and their sha256 written into the card, so a missing file stops the run
-    before it starts and the record names the exact file.
+    before it starts and the record names the exact file.  ``need_weights=False`` (``backbones show``)
+    resolves an alias of unpublished weights to its reference card instead of raising.
 
     Raises:
         UnknownNameError: nothing of that name; the message lists cards, aliases, registered exports
@@ -68,7 +70,7 @@ def resolve_backbone(
     if name in registry:
         resolved = ResolvedBackbone(name, registry.get(name))
     elif name in backbone_aliases():
-        resolved = _from_alias(backbone_aliases()[name], checkpoint, trust_checkpoint)
+        resolved = _from_alias(backbone_aliases()[name], checkpoint, trust_checkpoint, need_weights)
     elif _is_hub(name):
         from harmony_bench.models.hub_cards import hub_card
 
@@ -141,7 +143,9 @@ def _register(card: BackboneCard) -> None:
 # --------------------------------------------------------------------------- aliases
 
 
-def _from_alias(alias: FamilyAlias, checkpoint: str | None, trust: bool) -> ResolvedBackbone:
+def _from_alias(
+    alias: FamilyAlias, checkpoint: str | None, trust: bool, need_weights: bool = True
+) -> ResolvedBackbone:
     registry = backbone_registry()
     reference = registry.get(alias.card)
     if checkpoint is not None:
@@ -161,7 +165,13 @@ def _from_alias(alias: FamilyAlias, checkpoint: str | None, trust: bool) -> Reso
             )
             return ResolvedBackbone(alias.name, card, entry.weights, how="store", notes=(note,))
         if reference.checkpoint.get("source") is None:
-            raise NoWeightsError(no_weights_message(alias))
+            if need_weights:
+                raise NoWeightsError(no_weights_message(alias))
+            note = (
+                f"--backbone {alias.name}: {alias.card}, no weights yet (`harmony-bench pretrain --method "
+                f"{alias.store} ...` registers some; or --checkpoint main_vit_checkpoint.pth)"
+            )
+            return ResolvedBackbone(alias.name, reference, how="alias", notes=(note,))
     note = f"--backbone {alias.name}: {alias.card} ({alias.means})"
     return ResolvedBackbone(alias.name, reference, how="alias", notes=(note,))
 
