@@ -87,11 +87,15 @@ class BackboneCard:
         return asdict(self)
 
 
-def card_from_file(path: Path) -> BackboneCard:
-    """Parse and check one card file."""
+def card_from_file(path: Path, *, name_is_stem: bool = True) -> BackboneCard:
+    """Parse and check one card file.
+
+    Cards in a card directory must be named like their file (so a name finds its file); a card given
+    by its path (``--backbone path/to/card.yaml``) may be named otherwise (``name_is_stem=False``).
+    """
     data = load_mapping(path)
     check_keys(path, data, REQUIRED_KEYS, OPTIONAL_KEYS)
-    if data["name"] != path.stem:
+    if name_is_stem and data["name"] != path.stem:
         raise DataFileError(f"{path}: card name {data['name']!r} must equal the file name {path.stem!r}")
     if "timm_model" not in data["architecture"]:
         raise DataFileError(f"{path}: architecture.timm_model is required")
@@ -102,11 +106,18 @@ def card_from_file(path: Path) -> BackboneCard:
     return BackboneCard(**data, path=str(path))
 
 
+def card_files(directory: Path) -> list[Path]:
+    """The card files of a directory: ``*.yaml`` except names starting with ``_`` (``_aliases.yaml``)."""
+    if not directory.is_dir():
+        return []
+    return [p for p in sorted(directory.glob("*.yaml")) if not p.name.startswith("_")]
+
+
 def load_cards(dirs: list[Path]) -> Registry[BackboneCard]:
-    """Read every ``*.yaml`` card in ``dirs``; a name defined twice is an error naming both files."""
+    """Read every card in ``dirs``; a name defined twice is an error naming both files."""
     registry: Registry[BackboneCard] = Registry("backbone")
     for directory in dirs:
-        for path in sorted(directory.glob("*.yaml")) if directory.is_dir() else []:
+        for path in card_files(directory):
             card = card_from_file(path)
             if card.name in registry:
                 first = registry.get(card.name).path
@@ -119,6 +130,57 @@ def load_cards(dirs: list[Path]) -> Registry[BackboneCard]:
 def backbone_registry() -> Registry[BackboneCard]:
     """The cards from ``$HARMONY_BENCH_BACKBONES`` and ``backbones/`` (read once per process)."""
     return load_cards(backbone_card_dirs())
+
+
+ALIAS_FILE = "_aliases.yaml"
+ALIAS_KEYS = {"card", "means"}
+ALIAS_OPTIONAL_KEYS = {"family", "store"}
+
+
+@dataclass(frozen=True)
+class FamilyAlias:
+    """A method name typed as ``--backbone`` (``harmony``, ``clip``, ...): its reference card and meaning.
+
+    ``family``: the card family whose cards ``--checkpoint`` may pick from; ``store``: the pretraining
+    method whose newest registered export the alias uses when no ``--checkpoint`` is given.
+    """
+
+    name: str
+    card: str
+    means: str
+    family: str | None = None
+    store: str | None = None
+    path: str | None = None
+
+
+def load_aliases(dirs: list[Path]) -> dict[str, FamilyAlias]:
+    """Every ``_aliases.yaml`` of ``dirs``; an alias defined twice, or naming no card, is an error."""
+    aliases: dict[str, FamilyAlias] = {}
+    for directory in dirs:
+        path = directory / ALIAS_FILE
+        if not path.is_file():
+            continue
+        for name, item in load_mapping(path).items():
+            if not isinstance(item, dict):
+                raise DataFileError(f"{path}: alias {name!r} must be a mapping with {sorted(ALIAS_KEYS)}")
+            check_keys(path, item, ALIAS_KEYS, ALIAS_OPTIONAL_KEYS)
+            if name in aliases:
+                raise DataFileError(f"alias {name!r} is defined twice: {aliases[name].path} and {path}")
+            aliases[str(name)] = FamilyAlias(name=str(name), **item, path=str(path))
+    return aliases
+
+
+@functools.cache
+def backbone_aliases() -> dict[str, FamilyAlias]:
+    """The family aliases from the card directories (read once per process)."""
+    aliases = load_aliases(backbone_card_dirs())
+    registry = backbone_registry()
+    for alias in aliases.values():
+        if alias.card not in registry:
+            raise DataFileError(f"{alias.path}: alias {alias.name!r} names unknown card {alias.card!r}")
+        if alias.name in registry:
+            raise DataFileError(f"{alias.path}: alias {alias.name!r} is also a card name")
+    return aliases
 
 
 def get_card(name: str) -> BackboneCard:

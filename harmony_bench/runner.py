@@ -9,16 +9,19 @@ so an interrupted or crashed run is visible in the results instead of missing.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from harmony_bench.cards import BackboneCard, get_card
+from harmony_bench.cards import BackboneCard
+from harmony_bench.models.names import ResolvedBackbone
 from harmony_bench.tasks import TaskSpec, get_task
 
 log = logging.getLogger(__name__)
@@ -97,18 +100,62 @@ def backbone_identity(card: BackboneCard, checkpoint: str | None) -> dict[str, A
     }
 
 
-def run(backbone: str, task: str, options: RunOptions) -> Path:
-    """Run ``task`` on ``backbone`` and return the path of the written record.
+def resolve(backbone: str | ResolvedBackbone, options: RunOptions) -> tuple[ResolvedBackbone, RunOptions]:
+    """The backbone a ``--backbone`` name means, and the options with the weights that name implies.
+
+    A name that implies weights (a registered export, a pretraining folder) fills ``checkpoint`` unless
+    the user gave one; a generated (``timm:`` ...) card's weights are fetched now, so a missing file
+    stops the run before it starts.
+    """
+    from harmony_bench.models.names import resolve_backbone
+
+    if not isinstance(backbone, ResolvedBackbone):
+        backbone = resolve_backbone(
+            backbone, options.checkpoint, trust_checkpoint=options.trust_checkpoint, fetch=True
+        )
+    if options.checkpoint is None and backbone.checkpoint is not None:
+        options = dataclasses.replace(options, checkpoint=backbone.checkpoint)
+    return backbone, options
+
+
+def smoke_data(spec: TaskSpec, options: RunOptions) -> tuple[RunOptions, str | None]:
+    """Without ``--data-root``, a smoke run reads the task's synthetic dataset (written once, cached).
+
+    Returns the options with ``data_root`` set and a line saying so (None when nothing changed).
+    """
+    kind = spec.dataset.get("synth_kind")
+    preset = options.preset or spec.default_preset
+    if options.data_root is not None or preset != "smoke" or not kind:
+        return options, None
+    from harmony_bench.data.synth.cache import synthetic_data_root
+
+    root, written = synthetic_data_root(str(kind))
+    verb = "wrote" if written else "using"
+    note = (
+        f"no --data-root: the smoke preset runs on synthetic {kind} data ({verb} {root}; generated once and "
+        "cached, never a benchmark number)"
+    )
+    return dataclasses.replace(options, data_root=root), note
+
+
+def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Path:
+    """Run ``task`` on ``backbone`` (any ``--backbone`` name, or a resolved one) and return the record's path.
 
     Raises:
         RunFailed: the task raised; the failed record is written first.
     """
     from harmony_bench.results import build_record, record_filename, write_record
 
-    card, spec = get_card(backbone), get_task(task)
+    spec = get_task(task)
+    resolved, options = resolve(backbone, options)
+    options, note = smoke_data(spec, options)
+    if note:
+        log.info("%s", note)
+    card = resolved.card
     config = spec.resolve_config(options.preset, options.overrides)
     output = options.output or _default_output()
-    work_dir = options.work_dir or output / "work" / f"{card.name}__{spec.name}__seed{options.seed}"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", card.name).strip("-")
+    work_dir = options.work_dir or output / "work" / f"{slug}__{spec.name}__seed{options.seed}"
     context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=work_dir)
     preset = options.preset or spec.default_preset
     task_block = {

@@ -1,23 +1,43 @@
+import os
 import textwrap
 from pathlib import Path
 
-import pytest
+# No test touches the network: huggingface_hub (timm, open_clip) reads these when it is imported, so
+# they are set before anything imports it; each test also gets its own empty hub cache (below).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 
-from harmony_bench.cards import backbone_registry
-from harmony_bench.tasks import task_registry
+import pytest  # noqa: E402
+
+from harmony_bench.cards import backbone_aliases, backbone_registry  # noqa: E402
+from harmony_bench.tasks import task_registry  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _clear_caches() -> None:
+    from harmony_bench.models import names
+
+    backbone_registry.cache_clear()
+    backbone_aliases.cache_clear()
+    task_registry.cache_clear()
+    names._cached_name.cache_clear()
+
+
 @pytest.fixture(autouse=True)
 def fresh_registries(monkeypatch, tmp_path):
-    """Every test sees the registries re-read from disk and writes results under its tmp dir."""
+    """Every test sees the registries re-read from disk and writes results under its tmp dir.
+
+    The user-level state is the test's own too: an empty backbone store and synthetic-data cache
+    (``HARMONY_BENCH_HOME``) and an empty, offline Hugging Face hub cache.
+    """
     monkeypatch.setenv("HARMONY_BENCH_RESULTS", str(tmp_path / "records"))
-    backbone_registry.cache_clear()
-    task_registry.cache_clear()
+    monkeypatch.setenv("HARMONY_BENCH_HOME", str(tmp_path / "harmony-bench-home"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-hub-cache"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    _clear_caches()
     yield
-    backbone_registry.cache_clear()
-    task_registry.cache_clear()
+    _clear_caches()
 
 
 TOY_RUNNER = """

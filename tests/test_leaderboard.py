@@ -8,6 +8,7 @@ import os
 import select
 import shutil
 import subprocess
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -45,7 +46,7 @@ def test_generates_markdown_html_and_figures(board):
     links = [line for line in md.splitlines() if line.startswith("| alpha")][0]
     for target in links.split("](")[1:]:
         assert (out / target.split(")")[0]).is_file()  # every record link resolves
-    assert "## Published numbers" in md and "SLIP (arXiv 2112.12750)" in md
+    assert "## Published comparison tables" in md and "### [1] SLIP (arXiv 2112.12750)" in md
     figures = sorted(p.name for p in (out / "figures").iterdir())
     assert figures == sorted(
         f"{stem}.{fmt}"
@@ -93,6 +94,80 @@ def test_versions_order_numerically_and_dropped_duplicates_are_noted(tmp_path):
     assert "Note: 1 duplicate run" in (out / "leaderboard.html").read_text()
     figures = sorted(p.stem for p in (out / "figures").glob("*.svg"))
     assert "imagenet-linear-top1-v9-paper" in figures and "imagenet-linear-top1-v10-paper" in figures
+
+
+def released_record(out, card: str, task: str, value: float, seed: int = 0, synthetic: bool = False) -> None:
+    """A record that is the result of a cell of the `released` suite (same card, preset, config, seed)."""
+    from harmony_bench.results import build_record, write_record
+    from harmony_bench.suites.spec import load_suite
+    from harmony_bench.tasks import get_task
+
+    cell = next(c for c in load_suite("released").cells if c.backbone.key == card and c.task.name == task)
+    spec = get_task(task)
+    preset = cell.task.preset or spec.default_preset
+    start = datetime(2026, 1, 1, tzinfo=timezone.utc) + timedelta(minutes=seed + 10 * synthetic)
+    record = build_record(
+        backbone={"name": card, "card": None, "checkpoint": {"source": "/c.pth", "sha256": "a" * 64,
+                                                              "random_init": False}},
+        task={"name": task, "protocol_version": spec.protocol_version, "preset": preset,
+              "config": spec.resolve_config(preset, cell.task.overrides)},
+        dataset={"name": "imagenet-1k", "root": "/data", "synthetic": synthetic, "manifest": None},
+        seed=seed, metrics={"top1": {"value": value, "higher_is_better": True}}, start=start,
+        end=start + timedelta(minutes=1),
+    )  # fmt: skip
+    write_record(record, out)
+
+
+def test_published_numbers_are_pivoted_per_source_table(tmp_path):
+    files, _ = build_leaderboard([tmp_path / "none"], tmp_path)
+    md = files["LEADERBOARD.md"].decode()
+    slip = md.split("### [1] SLIP (arXiv 2112.12750)")[1].split("### [2]")[0]
+    header = (
+        "| method | backbone | pretraining data | epochs | imagenet-zeroshot top1 | imagenet-linear top1 |"
+    )
+    assert header + " imagenet-finetune top1 |" in slip
+    assert "| CLIP | ViT-S/16 | YFCC15M | 25 | 32.7 | 59.3 | 78.2 |" in slip
+    assert "| SimCLR | ViT-S/16 | YFCC15M | 25 | — | 58.1 | 79.9 |" in slip  # no zero-shot for SimCLR
+    assert sum(line.startswith("| ") for line in slip.splitlines()) == 1 + 19  # header + one line per setting
+    mae = md.split("### [3] MAE")[1].split("### [4]")[0]
+    assert (
+        "| MAE (fine-tuned and evaluated at 448 px) | ViT-H/14 | IN-1K | — | 87.8 |" in mae
+    )  # 2 numbers, 2 lines
+    ibot = md.split("### [2] iBOT")[1].split("### [3]")[0]
+    assert "imagenet-knn top1<sup>a</sup>" in ibot and "<sup>a</sup> block masking" in ibot  # a shared note
+    assert "| 51.5<sup>e</sup> |" in ibot and "<sup>e</sup> random masking; Cascade Mask R-CNN" in ibot
+    sources = md.split("## Sources")[1]
+    assert "1. SLIP (arXiv 2112.12750): facebookresearch/SLIP README" in sources and "7. Heuristic" in sources
+    assert (
+        "| released | ibot-vit-b16-in1k | imagenet-knn | top1 | 77.1 | — | — | ±0.3 | not run yet | [2] |"
+        in md
+    )
+
+
+def test_measured_results_sit_next_to_the_published_value_they_reproduce(tmp_path):
+    recs, out = tmp_path / "records", tmp_path / "board"
+    released_record(recs, "slip-vit-b16-yfcc15m-25ep", "imagenet-zeroshot", 42.9)
+    released_record(recs, "slip-vit-b16-yfcc15m-25ep", "imagenet-linear", 71.2)  # 0.9 below: outside ±0.5
+    released_record(recs, "ibot-vit-b16-in1k", "imagenet-knn", 60.0, synthetic=True)  # never compared
+    assert _cli(recs, out) == 0
+    md = (out / "LEADERBOARD.md").read_text()
+    slip = md.split("### [1] SLIP")[1].split("### [2]")[0].splitlines()
+    row = slip.index("| SLIP | ViT-B/16 | YFCC15M | 25 | 42.8 | 72.1 | 82.6 |")
+    assert slip[row + 1] == (
+        "| ↳ *measured: slip-vit-b16-yfcc15m-25ep* | | | | *42.90 (Δ +0.10, ±0.3 ✓)* | "
+        "*71.20 (Δ -0.90, ±0.5 ✗)* |  |"
+    )
+    assert "2 of 39 published numbers measured, 1 within the suite's tolerance." in md
+    line = "| released | slip-vit-b16-yfcc15m-25ep | imagenet-linear | top1 | 72.1 | 71.20 (n=1) | -0.90 |"
+    assert line + " ±0.5 | ✗ outside | [1] |" in md
+    assert (
+        "| released | ibot-vit-b16-in1k | imagenet-knn | top1 | 77.1 | — |" in md
+    )  # synthetic: not a result
+    assert (out / "figures" / "measured-vs-published.svg").is_file()
+    html = (out / "leaderboard.html").read_text()
+    assert html.count('<tr class="measured">') == 1 and "71.20<br><small>Δ -0.90 (±0.5) ✗" in html
+    synthetic_board, _ = build_leaderboard([recs], out, compare=False)  # a synthetic suite's own board
+    assert "Measured vs published" not in synthetic_board["LEADERBOARD.md"].decode()
 
 
 def test_committed_leaderboard_is_current():
@@ -221,8 +296,19 @@ def test_html_page_loads_sorts_and_renders_in_a_browser(board, tmp_path):
         assert images and all(images)  # every embedded figure decoded
         published = evaluate("document.querySelectorAll('#published tbody tr').length")
         assert published > 100
+        assert evaluate("document.querySelectorAll('table.comparison').length") == 7  # one per source table
         shot = base64.b64decode(tools.send("Page.captureScreenshot", session, format="png")["data"])
+        # a phone: the page itself never scrolls sideways (wide tables scroll in their own box), and the
+        # comparison tables fold backbone · data · epochs under the method
+        tools.send("Emulation.setDeviceMetricsOverride", session, width=390, height=844, deviceScaleFactor=2,
+                   mobile=True)  # fmt: skip
+        assert evaluate("document.documentElement.scrollWidth") <= 390
+        wide = "getComputedStyle(document.querySelector('table.comparison td.wide')).display"
+        narrow = "getComputedStyle(document.querySelector('table.comparison .narrow')).display"
+        assert evaluate(wide) == "none" and evaluate(narrow) == "inline"
+        phone = base64.b64decode(tools.send("Page.captureScreenshot", session, format="png")["data"])
     finally:
         tools.close()
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
     (tmp_path / "leaderboard.png").write_bytes(shot)
+    (tmp_path / "leaderboard-phone.png").write_bytes(phone)

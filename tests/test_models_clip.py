@@ -105,13 +105,25 @@ def test_open_clip_hub_file_and_training_checkpoint(tmp_path):
     assert backbone.report.dropped["optimizer"].startswith("training state")
 
 
-def test_format_mismatches_are_explained(tmp_path):
+def test_one_card_reads_both_openai_containers(tmp_path):
+    """The TorchScript release and a plain state dict of the same OpenAI CLIP load through either card."""
     reference = tiny_open_clip(quick_gelu=True)
     plain = tmp_path / "plain.pt"
     torch.save(reference.state_dict(), plain)
-    with pytest.raises(CheckpointError, match="not a TorchScript archive"):
-        load_backbone("clip-vit-b16-openai", str(plain), text_tower=TINY_TEXT, **OVERRIDES)
+    backbone = load_backbone("clip-vit-b16-openai", str(plain), text_tower=TINY_TEXT, **OVERRIDES)
+    compare(backbone, reference, "clip-openai-torchscript-card-plain-file")
+    assert backbone.report.converter == "openai-clip"
+    archive = tmp_path / "archive.pt"
+    save_torchscript(OpenAIArchive(reference), images(), archive)
+    backbone = load_backbone("clip-vit-b16-openai-sd", str(archive), text_tower=TINY_TEXT, **OVERRIDES)
+    compare(backbone, reference, "clip-openai-sd-card-torchscript-file")
+    assert backbone.report.converter == "openai-clip-torchscript"
+
+
+def test_format_mismatches_are_explained(tmp_path):
+    """Cards without a twin container still refuse a TorchScript archive, saying which card reads one."""
+    reference = tiny_open_clip(quick_gelu=False)
     archive = tmp_path / "archive.pt"
     save_torchscript(OpenAIArchive(reference), images(), archive)
     with pytest.raises(CheckpointError, match="TorchScript archive; load it through a card"):
-        load_backbone("clip-vit-b16-openai-sd", str(archive), text_tower=TINY_TEXT, **OVERRIDES)
+        load_backbone("openclip-vit-b16-laion2b", str(archive), text_tower=TINY_TEXT, **OVERRIDES)

@@ -46,15 +46,26 @@ def test_main_vit_and_main_text_files(tmp_path):
     assert backbone.text_model.token_embedding.num_embeddings == 49409
 
 
-def test_main_vit_without_text_file_fails_naming_text_keys(tmp_path):
-    _, _, main_vit, _ = harmony_parts()
+def test_main_vit_without_text_file_loads_the_image_tower_only(tmp_path):
+    """Image tasks never need main_text_checkpoint.pth: without it the text tower is left out, and says so."""
+    teacher, projection, main_vit, _ = harmony_parts()
     torch.save(main_vit, tmp_path / "main_vit_checkpoint.pth")
-    with pytest.raises(IncompleteLoadError, match=r"text\.token_embedding\.weight"):
-        load_backbone("harmony-vit-b16-cc3m", str(tmp_path / "main_vit_checkpoint.pth"), **KW)
-    backbone = load_backbone(
-        "harmony-vit-b16-cc3m", str(tmp_path / "main_vit_checkpoint.pth"), allow_missing=["text.*"], **KW
-    )
-    assert backbone.report.missing and all(k.startswith("text.") for k in backbone.report.missing)
+    backbone = load_backbone("harmony-vit-b16-cc3m", str(tmp_path / "main_vit_checkpoint.pth"), **KW)
+    assert backbone.text_model is None and not backbone.report.missing
+    compare_vision(backbone, teacher, "harmony-main-vit-only", projection=projection)
+    with pytest.raises(ValueError, match="without its text tower"):
+        backbone.embed_text(["a photo of a cat."])
+    with pytest.raises(
+        IncompleteLoadError, match=r"text\.token_embedding\.weight"
+    ):  # a text file must be whole
+        broken = tmp_path / "main_text_checkpoint.pth"
+        torch.save({"text_projection": torch.zeros(32, 16)}, broken)
+        load_backbone(
+            "harmony-vit-b16-cc3m",
+            str(tmp_path / "main_vit_checkpoint.pth"),
+            text_checkpoint=str(broken),
+            **KW,
+        )
 
 
 def test_no_published_weights_says_so():

@@ -1,5 +1,6 @@
 """``harmony-bench pretrain --method harmony --preset smoke``: losses fall; the registry loads the export."""
 
+import json
 import math
 
 import pytest
@@ -83,6 +84,16 @@ def test_smoke_preset_trains_and_exports_a_loadable_backbone(tmp_path, monkeypat
     ]
     assert main(args) == 0
     assert len(list((tmp_path / "records").glob(f"{card.stem}__imagenet-zeroshot__*.json"))) == 1
+
+    # the export is registered in the user's backbone store: `--backbone harmony` finds it, and a smoke
+    # run needs no --data-root (the headline command: run --backbone harmony --task T --preset smoke)
+    assert f"registered {card.stem} in the backbone store" in printed
+    args = ["run", "--backbone", "harmony", "--task", "imagenet-knn", "--preset", "smoke"]
+    assert main([*args, "--output", str(tmp_path / "records")]) == 0
+    err = capsys.readouterr().err
+    assert f"the newest harmony export in the backbone store, {card.stem}" in err and "no --data-root" in err
+    (record,) = (tmp_path / "records").glob(f"{card.stem}__imagenet-knn__*.json")
+    assert json.loads(record.read_text())["dataset"]["synthetic"]
 
 
 def test_short_run_of_each_baseline_method(tmp_path):

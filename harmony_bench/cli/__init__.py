@@ -46,7 +46,9 @@ SUBCOMMANDS = (
 
 EPILOG = """examples:
   harmony-bench suite run demo                         # the built-in small default, CPU, < 5 min
-  harmony-bench list backbones
+  harmony-bench run --backbone harmony --task ade20k --preset smoke   # after a smoke pretrain (or make demo)
+  harmony-bench run --backbone timm:vit_small_patch16_224.augreg_in21k --task imagenet-knn --data-root DIR
+  harmony-bench list backbones                         # cards, aliases, your pretrained exports, name forms
   harmony-bench list tasks
   harmony-bench data synth --kind coco --out /tmp/coco-synth
   harmony-bench run --backbone harmony-vit-b16-cc3m --task ade20k --data-root /data/ADEChallengeData2016

@@ -38,9 +38,13 @@ def register(subparsers: Any) -> None:
         actions,
         "show",
         "Print one card and where its checkpoint is cached.",
-        "  harmony-bench backbones show clip-vit-b16-openai\n",
+        "  harmony-bench backbones show clip-vit-b16-openai\n"
+        "  harmony-bench backbones show harmony\n"
+        "  harmony-bench backbones show timm:vit_small_patch16_224.augreg_in21k\n",
     )
-    show.add_argument("name")
+    show.add_argument(
+        "name", help="a card name, alias, timm:/open_clip:/hf-hub: name, card file or run folder"
+    )
     show.add_argument("--format", choices=["yaml", "json"], default="yaml")
     show.set_defaults(func=run_show)
 
@@ -111,14 +115,26 @@ def run_list(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    """The card as data, plus the resolved download URL and cache path of its checkpoint."""
-    from harmony_bench.cards import get_card
+    """The card as data (any --backbone name), where its weights come from, and whether they are cached."""
     from harmony_bench.models.checkpoint_io import cache_path, is_remote, source_url
+    from harmony_bench.models.hub_cards import hub_weights, is_hub_source
+    from harmony_bench.models.hub_files import HubFileMissing
+    from harmony_bench.models.names import resolve_backbone
 
-    card = get_card(args.name)
+    resolved = resolve_backbone(args.name, register=False, need_weights=False)
+    card = resolved.card
     data = {k: v for k, v in card.to_dict().items() if v not in (None, [], {})}
+    if resolved.how != "card":
+        data["name_resolution"] = {"typed": args.name, "as": resolved.how, "notes": list(resolved.notes)}
+        if resolved.checkpoint:
+            data["name_resolution"]["weights"] = resolved.checkpoint
     source = card.checkpoint.get("source")
-    if source and is_remote(source):
+    if is_hub_source(source):
+        try:
+            data["resolved"] = {"weights": str(hub_weights(source, local_only=True)), "cached": True}
+        except HubFileMissing as exc:
+            data["resolved"] = {"cached": False, "first run": str(exc).split(" Details: ")[0]}
+    elif source and is_remote(source):
         target = cache_path(source)
         data["resolved"] = {"url": source_url(source), "cache_path": str(target), "cached": target.is_file()}
     if args.format == "json":

@@ -6,7 +6,7 @@ import argparse
 import json
 from typing import Any
 
-from harmony_bench.cards import list_cards
+from harmony_bench.cards import backbone_aliases, list_cards
 from harmony_bench.cli._help import add_command
 from harmony_bench.tasks import PLANNED_TASKS, task_registry
 
@@ -68,11 +68,59 @@ def format_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def alias_rows() -> list[dict[str, Any]]:
+    """One row per family alias: the card it names and what it means."""
+    return [
+        {"alias": a.name, "card": a.card, "means": " ".join(a.means.split())}
+        for a in sorted(backbone_aliases().values(), key=lambda a: a.name)
+    ]
+
+
+def store_rows() -> list[dict[str, Any]]:
+    """One row per export registered in the user's backbone store, newest last."""
+    from harmony_bench import store
+
+    return [
+        {
+            "name": e.name,
+            "method": e.method,
+            "step": e.step,
+            "registered": e.registered[:19] + "Z",
+            "source_folder": e.run_folder if e.available else f"{e.run_folder} (missing)",
+        }
+        for e in store.entries()
+    ]
+
+
+OTHER_FORMS = """other --backbone forms:
+  timm:NAME[.TAG]     a timm model with its pretrained weights, e.g. timm:vit_small_patch16_224.augreg_in21k
+  open_clip:ARCH/TAG  an open_clip model, e.g. open_clip:ViT-B-16/laion2b_s34b_b88k
+  hf-hub:ORG/NAME     a timm or open_clip model on the Hugging Face hub (or open_clip:hf-hub:ORG/NAME)
+  path/to/card.yaml   a card file
+  runs/FOLDER         a `harmony-bench pretrain` output folder (its newest export)"""
+
+
 def run(args: argparse.Namespace) -> int:
     """Print the listing."""
-    if args.what == "backbones":
-        rows, columns = backbone_rows(), ["name", "family", "timm_model", "weights", "description"]
-    else:
+    from harmony_bench import store
+
+    if args.what == "tasks":
         rows, columns = task_rows(), ["name", "status", "protocol_version", "description"]
-    print(json.dumps(rows, indent=2) if args.format == "json" else format_text(rows, columns))
+        print(json.dumps(rows, indent=2) if args.format == "json" else format_text(rows, columns))
+        return 0
+    rows, columns = backbone_rows(), ["name", "family", "timm_model", "weights", "description"]
+    aliases, exports = alias_rows(), store_rows()
+    if args.format == "json":
+        print(json.dumps({"cards": rows, "aliases": aliases, "store": exports}, indent=2))
+        return 0
+    print(format_text(rows, columns))
+    print("\nfamily aliases (backbones/_aliases.yaml):")
+    print(format_text(aliases, ["alias", "card", "means"]))
+    print(f"\nregistered pretraining exports (backbone store {store.backbones_dir()}):")
+    print(
+        format_text(exports, ["name", "method", "step", "registered", "source_folder"])
+        if exports
+        else "  none yet"
+    )
+    print("\n" + OTHER_FORMS)
     return 0

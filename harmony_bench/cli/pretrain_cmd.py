@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harmony_bench.cli._help import add_command
+
+if TYPE_CHECKING:
+    from harmony_bench.store import StoreEntry
 
 EXAMPLES = """  harmony-bench pretrain --method harmony --preset smoke --output runs/smoke  # CPU, ~1-2 min
   harmony-bench pretrain --method harmony --arch vit_small_patch16_224 --data cc3m:/data/cc3m \\
@@ -86,8 +89,24 @@ def run(args: argparse.Namespace) -> int:
     if args.preset == "smoke" and not args.max_steps:  # a run cut short by --max-steps is not judged
         print(check_losses_decrease(args.output / "log.jsonl"))
     print(f"exported {summary['export']} with card {card}")
+    entry = register_in_store(card, Path(summary["export"]), args.output, opts.method, int(summary["steps"]))
+    alias = (
+        f"--backbone {entry.method} (the newest {entry.method} export), " if entry.method == "harmony" else ""
+    )
     print(
-        f"evaluate: HARMONY_BENCH_BACKBONES={card.parent} harmony-bench run --backbone {card.stem} "
-        f"--checkpoint {summary['export']} --task imagenet-zeroshot ..."
+        f"evaluate: harmony-bench run {alias}--backbone {entry.name} or --backbone {args.output} "
+        "--task imagenet-zeroshot ... (add --preset smoke to run on cached synthetic data)"
     )
     return 0
+
+
+def register_in_store(card: Path, weights: Path, output: Path, method: str, step: int) -> StoreEntry:
+    """Register the export in the user's backbone store and say where (and what it replaced)."""
+    from harmony_bench import store
+
+    replaced = store.previous_owner(card.stem, output)
+    entry = store.register_export(card, weights, output, method, step)
+    print(f"registered {entry.name} in the backbone store {store.backbones_dir()}")
+    if replaced is not None:
+        print(f"  (it replaces the entry of the same name from {replaced.run_folder})")
+    return entry

@@ -88,8 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     The task's ``describe(context)`` when it has one (the mmengine config), else its resolved YAML config.
     """
-    from harmony_bench.cards import get_card
     from harmony_bench.cli.run_cmd import parse_overrides
+    from harmony_bench.models.names import resolve_backbone
     from harmony_bench.runner import RunOptions, TaskContext
     from harmony_bench.tasks import deep_merge, get_task
 
@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
     if args.detector:
         overrides = deep_merge(overrides, {"detector": args.detector})
     config = spec.resolve_config(args.preset, overrides)
-    card = get_card(args.backbone or SIZE_CARDS[args.size or "b"])
+    card = resolve_backbone(args.backbone or SIZE_CARDS[args.size or "b"]).card  # any --backbone form
     options = RunOptions(preset=args.preset, overrides=overrides)
     context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=Path("<work_dir>"))
     describe = getattr(importlib.import_module(spec.runner.partition(":")[0]), "describe", None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,12 @@ import yaml
 
 from harmony_bench.cli._help import add_command
 
-EXAMPLES = """  harmony-bench run --backbone vit-tiny-random --task ade20k --preset smoke \\
+EXAMPLES = """  harmony-bench run --backbone harmony --task ade20k --preset smoke   # after a smoke pretrain
+  harmony-bench run --backbone timm:vit_small_patch16_224.augreg_in21k --task imagenet-knn \\
+      --data-root /data/imagenet
+  harmony-bench run --backbone open_clip:ViT-B-16/laion2b_s34b_b88k --task imagenet-zeroshot --data-root ...
+  harmony-bench run --backbone runs/harmony-s16 --task imagenet-linear --data-root /data/imagenet
+  harmony-bench run --backbone vit-tiny-random --task ade20k --preset smoke \\
       --data-root /tmp/ade/ADEChallengeData2016
   harmony-bench run --backbone ibot-vit-b16-in1k --task imagenet-knn --data-root /data/imagenet
   harmony-bench run --backbone mae-vit-b16-in1k --task coco --checkpoint ~/ckpt/mae_pretrain_vit_base.pth \\
@@ -26,7 +32,12 @@ def register(subparsers: Any) -> None:
     parser = add_command(
         subparsers, "run", "Evaluate one backbone on one task and write a result record.", EXAMPLES
     )
-    parser.add_argument("--backbone", required=True, help="backbone card name (see `list backbones`)")
+    parser.add_argument(
+        "--backbone",
+        required=True,
+        help="card name, family alias (harmony, clip, ibot, ...), timm:NAME[.TAG], open_clip:ARCH/TAG, "
+        "hf-hub:ORG/NAME, a card file or a pretraining output folder (see `list backbones`)",
+    )
     parser.add_argument("--task", required=True, help="task name (see `list tasks`)")
     parser.add_argument("--checkpoint", help="local checkpoint file overriding the card's source")
     parser.add_argument(
@@ -117,9 +128,10 @@ def split_pair(pair: str, flag: str) -> tuple[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run and print where the record went."""
-    from harmony_bench.runner import RunOptions
+    """Run and print where the record went (and, first, what the backbone name and data became)."""
+    from harmony_bench.runner import RunOptions, resolve, smoke_data
     from harmony_bench.runner import run as run_task
+    from harmony_bench.tasks import get_task
 
     if args.checkpoint and not Path(args.checkpoint).expanduser().is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist or is not a file")
@@ -133,6 +145,11 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         overrides=run_overrides(args),
     )
-    path = run_task(args.backbone, args.task, options)
+    spec = get_task(args.task)
+    resolved, options = resolve(args.backbone, options)
+    options, data_note = smoke_data(spec, options)
+    for note in [*resolved.notes, *([data_note] if data_note else [])]:
+        print(note, file=sys.stderr)
+    path = run_task(resolved, args.task, options)
     print(f"result record: {path}")
     return 0

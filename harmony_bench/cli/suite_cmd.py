@@ -155,7 +155,7 @@ def write_outputs(suite: Any) -> None:
     if suite.synthetic:  # a real suite's records feed results/LEADERBOARD.md (`harmony-bench leaderboard`)
         (suite.output / "TABLE.md").write_text(table + "\n", encoding="utf-8")
         title = f"harmony-bench suite {suite.name} (SYNTHETIC smoke data: not benchmark numbers)"
-        files, _ = build_leaderboard([suite.records], suite.output, title)
+        files, _ = build_leaderboard([suite.records], suite.output, title, compare=False)
         write_files(files, suite.output)
         print(f"\ntable and leaderboard: {suite.output / 'TABLE.md'}, {suite.output / 'leaderboard.html'}")
 

@@ -18,12 +18,15 @@ DEFAULT_TITLE = "harmony-bench leaderboard"
 
 
 def build_leaderboard(
-    record_dirs: list[Path], out_dir: Path, title: str = DEFAULT_TITLE
+    record_dirs: list[Path], out_dir: Path, title: str = DEFAULT_TITLE, compare: bool = True
 ) -> tuple[dict[str, bytes], list[tuple[str, list[str]]]]:
-    """The files for ``record_dirs`` (links relative to ``out_dir``) and the unreadable records."""
+    """The files for ``record_dirs`` (links relative to ``out_dir``) and the unreadable records.
+
+    ``compare=False`` leaves out the measured-vs-published checks (a synthetic suite's own board).
+    """
     from harmony_bench.suites.reported import load_reported
 
-    return generate(record_dirs, out_dir, load_reported(), title)
+    return generate(record_dirs, out_dir, load_reported(), title, compare)
 
 
 __all__ = ["DEFAULT_TITLE", "RESULTS_DIR", "build_leaderboard", "generate", "stale_files", "write_files"]

@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from harmony_bench.leaderboard.comparison import Reproduction, SourceTable, reproductions, source_tables
 from harmony_bench.tables import measurement_tag, natural_key, summarize, table_notes
 
 HEADLINE_METRICS = [
@@ -32,13 +33,22 @@ FIGURE_DIR = "figures"
 
 @dataclass
 class Board:
-    """The aggregated cells, the published numbers and what could not be read."""
+    """The aggregated cells, the published numbers (as source tables), reproductions, unreadable records."""
 
     summary: pd.DataFrame
     reported: pd.DataFrame
     n_records: int
     bad: list[tuple[str, list[str]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # e.g. duplicate runs dropped by the aggregation
+    tables: list[SourceTable] = field(default_factory=list)
+    reproductions: list[Reproduction] = field(default_factory=list)
+
+    def source_number(self, citation: str) -> int | None:
+        """The footnote number of a ``paper — source`` / ``paper: source`` citation, if it is a table's."""
+        for table in self.tables:
+            if citation in (table.citation, f"{table.paper} — {table.source}"):
+                return table.number
+        return None
 
 
 def _slug(text: str) -> str:
@@ -49,7 +59,7 @@ def _relative(path: str, out_dir: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
 
 
-def collect(record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame) -> Board:
+def collect(record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, compare: bool = True) -> Board:
     """Read and aggregate the records; label rows and columns; links relative to ``out_dir``.
 
     Rows are backbone checkpoints (``card@sha8`` when a card has several) and
@@ -74,7 +84,9 @@ def collect(record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame) -> B
         order = sorted(summary.index, key=lambda i: _display_key(summary.loc[i]))
         summary = summary.loc[order].reset_index(drop=True)
     bad_rel = sorted((_relative(str(p), out_dir), problems) for p, problems in bad)
-    return Board(summary, reported, len(records), bad_rel, notes)
+    found = reproductions([r for r in records if r["status"]["state"] == "completed"]) if compare else []
+    tables = source_tables(reported, found)
+    return Board(summary, reported, len(records), bad_rel, notes, tables, found)
 
 
 def column_tag(row: dict[str, Any]) -> str:
@@ -99,16 +111,24 @@ def figure_groups(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
 
 
 def generate(
-    record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, title: str
+    record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, title: str, compare: bool = True
 ) -> tuple[dict[str, bytes], list[tuple[str, list[str]]]]:
-    """All leaderboard files as ``{path relative to out_dir: bytes}``, and the unreadable records."""
-    from harmony_bench.leaderboard.figures import bar_chart, heat_map
+    """All leaderboard files as ``{path relative to out_dir: bytes}``, and the unreadable records.
+
+    ``compare``: check the real suites' expectations against the records (off for a synthetic board).
+    """
+    from harmony_bench.leaderboard.figures import bar_chart, heat_map, reproduction_chart
     from harmony_bench.leaderboard.html_page import render_html
     from harmony_bench.leaderboard.markdown import render_markdown
 
-    board = collect(record_dirs, out_dir, reported)
+    board = collect(record_dirs, out_dir, reported, compare)
     files: dict[str, bytes] = {}
     figures: list[tuple[str, str]] = []  # (stem, title)
+    measured = [r for r in board.reproductions if r.mean is not None]
+    if measured:
+        for fmt, data in reproduction_chart(measured).items():
+            files[f"{FIGURE_DIR}/measured-vs-published.{fmt}"] = data
+        figures.append(("measured-vs-published", "measured − published, with the suites' tolerances"))
     if not board.summary.empty:
         for stem, fig_title, cells in figure_groups(board.summary):
             for fmt, data in bar_chart(cells, fig_title).items():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.cards import BackboneCard, backbone_registry, get_card
@@ -161,6 +162,13 @@ class Backbone:
         return self.model.forward_intermediates(x, indices=indices, norm=norm, intermediates_only=True)
 
     def _require_text(self) -> None:
+        if self.text_model is None and self.card.text_tower is not None:
+            raise ValueError(
+                f"backbone {self.card.name!r} was loaded without its text tower: the card reads it from a "
+                "separate file (the Harmony repo's main_text_checkpoint.pth) and none was given; pass "
+                "text_checkpoint=..., or use a card whose one file holds both towers (the '-full' card with "
+                "the repo's checkpoint.pth, or a harmony-bench export)"
+            )
         if self.text_model is None:
             raise ValueError(
                 f"backbone {self.card.name!r} is vision-only (its card has no text_tower); "
@@ -203,7 +211,7 @@ def load_backbone(
     card = name_or_card if isinstance(name_or_card, BackboneCard) else get_card(name_or_card)
     model = build_image_model(card, overrides)
     text_model = tokenizer = None
-    if card.text_tower is not None:
+    if card.text_tower is not None and not _text_file_missing(card, checkpoint, text_checkpoint):
         text_model = build_text_model(card.text_tower, text_tower)
         tokenizer = build_tokenizer({**card.text_tower, **(text_tower or {})})
     report = LoadReport(backbone=card.name, converter=card.checkpoint.get("converter"))
@@ -229,13 +237,38 @@ def load_backbone(
     return Backbone(card, model, report, text_model, tokenizer, input_size)
 
 
+def _text_file_missing(card: BackboneCard, checkpoint: str | None, text_checkpoint: str | None) -> bool:
+    """The card reads its text tower from a separate file (Harmony repo) and none was given.
+
+    Image tasks never need that file: the backbone is then built without its text tower (and says so),
+    instead of failing on the missing ``text.*`` weights.
+    """
+    spec = card.checkpoint
+    if not spec.get("text_converter") or text_checkpoint or spec.get("text_source"):
+        return False
+    if checkpoint is None and card.random_init:
+        return False
+    log.info(
+        "%s: no text checkpoint given (text_checkpoint=..., the Harmony repo's main_text_checkpoint.pth); "
+        "loading the image tower only",
+        card.name,
+    )
+    return True
+
+
 def _read_and_convert(
     source: str, sha256: str | None, fmt: str | None, converter: str, options: dict[str, Any], trust: bool
 ) -> tuple[dict[str, Any], dict[str, str], str, str]:
-    from harmony_bench.models.checkpoint_io import read_checkpoint, resolve_source, sha256_of
+    from harmony_bench.models.checkpoint_io import read_checkpoint, resolve_source, sha256_of, verify_sha256
     from harmony_bench.models.converters import convert
+    from harmony_bench.models.hub_cards import hub_weights, is_hub_source
 
-    path = resolve_source(source, sha256)
+    if is_hub_source(source):  # timm: / open_clip: / hf-hub: cards: the library's file, from its cache
+        path = hub_weights(source)
+        if sha256:
+            verify_sha256(path, sha256, f"{source} ({path})")
+    else:
+        path = resolve_source(source, sha256)
     raw = read_checkpoint(path, fmt=fmt, trust=trust)
     state, dropped = convert(converter, raw, options)
     return state, dropped, str(path), sha256 or sha256_of(path)
@@ -252,7 +285,8 @@ def _load_into(
     trust: bool,
     antialias: bool = True,
 ) -> None:
-    from harmony_bench.models.loading import adapt_to_model, place_weights, split_text, to_float32
+    from harmony_bench.models.checkpoint_io import CheckpointError
+    from harmony_bench.models.report import IncompleteLoadError
 
     spec = card.checkpoint
     source = checkpoint or spec.get("source")
@@ -264,9 +298,76 @@ def _load_into(
         )
     sha = spec.get("sha256") if checkpoint is None else None
     report.source = source
-    state, dropped, _, report.sha256 = _read_and_convert(
-        source, sha, spec.get("format"), spec["converter"], spec.get("options") or {}, trust
-    )
+    fmt, converter = _container(spec, checkpoint)
+    report.converter = converter
+    try:
+        state, dropped, _, report.sha256 = _read_and_convert(
+            source, sha, fmt, converter, spec.get("options") or {}, trust
+        )
+        _place(
+            card,
+            spec,
+            model,
+            text_model,
+            report,
+            state,
+            dropped,
+            text_checkpoint,
+            allow_missing,
+            trust,
+            antialias,
+        )
+    except (CheckpointError, IncompleteLoadError) as exc:
+        if type(exc) not in (CheckpointError, IncompleteLoadError) or not checkpoint:
+            raise  # a download, checksum or trust problem: another card would not help
+        from harmony_bench.models.inspection import fitting_cards_hint
+
+        hint = fitting_cards_hint(checkpoint, card, trust=trust)
+        raise type(exc)(f"{exc} {hint}") from exc
+
+
+# OpenAI CLIP in either container: the TorchScript release and a plain state dict of the same weights.
+# A card of one loads the other too, through the other's converter (there is nothing to guess: the
+# container is read from the file, and both converters produce the same keys).
+CONTAINER_TWINS = {
+    "openai-clip-torchscript": ("pytorch", "openai-clip"),
+    "openai-clip": ("torchscript", "openai-clip-torchscript"),
+}
+
+
+def _container(spec: dict[str, Any], checkpoint: str | None) -> tuple[str | None, str]:
+    """The card's (format, converter), or its twin's when the user's file is in the other container."""
+    from harmony_bench.models.checkpoint_io import TORCHSCRIPT_FORMAT, is_torchscript
+
+    fmt, converter = spec.get("format"), spec["converter"]
+    if checkpoint is None or converter not in CONTAINER_TWINS:
+        return fmt, converter
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        return fmt, converter
+    twin_fmt, twin = CONTAINER_TWINS[converter]
+    if is_torchscript(path) != (fmt == TORCHSCRIPT_FORMAT):
+        kind = "a TorchScript archive" if twin_fmt == TORCHSCRIPT_FORMAT else "a plain state dict"
+        log.info("%s is %s: reading it with the %s converter (the same weights)", path, kind, twin)
+        return twin_fmt, twin
+    return fmt, converter
+
+
+def _place(
+    card: BackboneCard,
+    spec: dict[str, Any],
+    model: nn.Module,
+    text_model: nn.Module | None,
+    report: LoadReport,
+    state: dict[str, Any],
+    dropped: dict[str, str],
+    text_checkpoint: str | None,
+    allow_missing: Iterable[str],
+    trust: bool,
+    antialias: bool = True,
+) -> None:
+    from harmony_bench.models.loading import adapt_to_model, place_weights, split_text, to_float32
+
     if spec.get("text_converter"):
         text_source = text_checkpoint or spec.get("text_source")
         if text_source:
@@ -276,11 +377,6 @@ def _load_into(
             )
             state.update(text_state)
             dropped.update({f"[text file] {k}": r for k, r in text_dropped.items()})
-        elif text_model is not None:
-            log.warning(
-                "%s: no text checkpoint given (text_checkpoint=...); the load fails unless text.* is allowed",
-                card.name,
-            )
     image, text = split_text(to_float32(state))
     if text_model is None:
         dropped.update({k: "text tower (this card is vision-only)" for k in text})

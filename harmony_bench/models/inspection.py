@@ -77,6 +77,11 @@ def describe_checkpoint(path: str | Path, *, trust: bool = False) -> dict[str, A
     return info
 
 
+def _text_in_file(card: BackboneCard) -> bool:
+    """The card's text tower comes from the same file (not from a second one, as Harmony-repo cards)."""
+    return card.text_tower is not None and not card.checkpoint.get("text_converter")
+
+
 def _expected(card: BackboneCard) -> dict[str, list[int]]:
     """Key -> shape of the card's image model (and text tower under ``text.``), built on the meta device."""
     from harmony_bench.models.build import build_image_model, build_text_model
@@ -84,7 +89,7 @@ def _expected(card: BackboneCard) -> dict[str, list[int]]:
 
     with torch.device("meta"):
         modules = {"": build_image_model(card)}
-        if card.text_tower is not None:
+        if _text_in_file(card):
             modules["text."] = build_text_model(card.text_tower)
     return expected_shapes(modules)
 
@@ -100,7 +105,7 @@ def fit_card(card: BackboneCard, obj: Mapping[str, Any]) -> dict[str, Any]:
     except (ValueError, KeyError, TypeError) as exc:
         return {**result, "status": "no", "detail": f"converter refused: {exc}"}
     expected = _expected(card)
-    if card.text_tower is None:
+    if not _text_in_file(card):
         state = {k: v for k, v in state.items() if not k.startswith("text.")}
     given = {k: list(v.shape) for k, v in state.items()}
     report = LoadReport(backbone=card.name)
@@ -149,3 +154,29 @@ def fit_cards(
             continue
         results.append(fit_card(card, cache[fmt]))
     return results
+
+
+def fitting_cards_hint(path: str | Path, failed: BackboneCard, *, trust: bool = False) -> str:
+    """For a load that failed: which cards *do* load the file cleanly (what ``backbones inspect`` says).
+
+    Returns a sentence to append to the error: the card(s) to use with what each reads, or, when no card
+    fits, the pointer to ``backbones inspect``.  Never raises: the original error is what matters.
+    """
+    from harmony_bench.models.names import registered_and_store_cards
+
+    try:
+        cards = [c for c in registered_and_store_cards() if c.name != failed.name]
+        clean = [r["card"] for r in fit_cards(path, trust=trust, cards=cards) if r["status"] == "clean"]
+    except Exception:  # the hint is best effort; the load error stands on its own
+        return f"`harmony-bench backbones inspect {path}` shows which cards can read it."
+    if not clean:
+        return (
+            f"No card loads {path} cleanly either; `harmony-bench backbones inspect {path}` shows its layout "
+            "and why each card does not fit."
+        )
+    by_name = {c.name: c for c in cards}
+    first = by_name[clean[0]]
+    text = f"This file is what {first.name} reads ({first.description}): use --backbone {first.name}"
+    if len(clean) > 1:
+        text += f" (also loads cleanly: {', '.join(clean[1:6])}{' …' if len(clean) > 6 else ''})"
+    return text + "."

@@ -196,9 +196,19 @@ def cell_spec(cell: Cell, suite: Suite, values: dict[str, str]) -> dict[str, Any
 
 
 def card_name(card: str) -> str:
-    """The backbone name records will carry: a card given by path is named by its ``name`` field."""
+    """The backbone name records will carry: a card given by path is named by its ``name`` field.
+
+    Aliases and hub names (``harmony``, ``timm:vit_small_patch16_224``) become the card a run records
+    (``harmony-vit-s16-cc3m``, ``timm:vit_small_patch16_224.augreg_in21k_ft_in1k``); a name that cannot
+    be resolved here is kept as written (the cell's run reports why).
+    """
     if not card.endswith((".yaml", ".yml")):
-        return card
+        from harmony_bench.models.names import resolved_card_name
+
+        try:
+            return resolved_card_name(card)
+        except Exception:  # unknown or not fetchable now: the run itself says so
+            return card
     from harmony_bench.yaml_io import load_mapping
 
     path = Path(card)

@@ -82,6 +82,7 @@ class Expectation:
     source: str
     sigma: float = 0.0
     preset: str | None = None
+    reported: str | None = None  # the published row's id (results/reported/), when the value is one
 
 
 @dataclass(frozen=True)
@@ -212,7 +213,7 @@ def _expectation(path: Path, item: dict[str, Any]) -> Expectation:
             raise DataFileError(f"{path}: an inline expected value needs a 'source': {item}")
     return Expectation(
         item["backbone"], item["task"], item["metric"], value, float(item["tolerance"]), source,
-        float(item.get("sigma", 0.0)), item.get("preset"),
+        float(item.get("sigma", 0.0)), item.get("preset"), item.get("reported"),
     )  # fmt: skip
 
 

@@ -21,27 +21,6 @@ from pathlib import Path
 from typing import Any
 
 
-def _register_card(card: str) -> str:
-    """Register a card given as a path (e.g. written by ``pretrain``) in this process; return its name."""
-    if not card.endswith((".yaml", ".yml")):
-        return card
-    import tempfile
-
-    from harmony_bench.cards import backbone_registry, card_from_file
-    from harmony_bench.yaml_io import load_mapping
-
-    path = Path(card)
-    name = str(load_mapping(path).get("name", path.stem))
-    if name != path.stem:  # cards are checked to be named like their file: check a copy that is
-        path = Path(tempfile.mkdtemp(prefix="hb-card-")) / f"{name}.yaml"
-        path.write_bytes(Path(card).read_bytes())
-    parsed = card_from_file(path)
-    registry = backbone_registry()
-    if parsed.name not in registry:
-        registry.register(parsed.name, parsed)
-    return parsed.name
-
-
 def _cuda() -> Any | None:
     """``torch.cuda`` if torch is already imported (a cell that never imported torch used no GPU)."""
     torch = sys.modules.get("torch")
@@ -105,7 +84,7 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
     )
     outcome: dict[str, Any] = {"state": "completed", "record": None, "error": None}
     try:
-        outcome["record"] = str(run(_register_card(spec["card"]), spec["task"], options))
+        outcome["record"] = str(run(spec["card"], spec["task"], options))  # any --backbone name or card file
     except RunFailed as exc:
         outcome.update(state="failed", record=str(exc.record_path), error=str(exc))
     except Exception as exc:  # preflight / usage errors: no record was written

@@ -35,6 +35,7 @@ for _name, _target in {
     "harmony-main-text": "harmony:convert_harmony_main_text",
     "harmony-full-checkpoint": "harmony:convert_harmony_full_checkpoint",
     "timm": "timm_native:convert_timm",
+    "timm-pretrained": "timm_native:convert_timm_pretrained",
     "swin": "swin:convert_swin",
 }.items():
     _module, _, _attr = _target.partition(":")
