@@ -11,13 +11,16 @@ the card names the converter.
 from __future__ import annotations
 
 import functools
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harmony_bench.paths import backbone_card_dirs
+from harmony_bench.paths import REPO_ROOT, backbone_card_dirs
 from harmony_bench.registry import Registry
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
+
+log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = {"name", "family", "description", "architecture", "checkpoint", "preprocessing", "license"}
 OPTIONAL_KEYS = {"text_tower", "paper", "published", "notes", "tags"}
@@ -113,12 +116,30 @@ def card_files(directory: Path) -> list[Path]:
     return [p for p in sorted(directory.glob("*.yaml")) if not p.name.startswith("_")]
 
 
-def load_cards(dirs: list[Path]) -> Registry[BackboneCard]:
-    """Read every card in ``dirs``; a name defined twice is an error naming both files."""
+def load_cards(dirs: list[Path], broken: dict[str, DataFileError] | None = None) -> Registry[BackboneCard]:
+    """Read every ``*.yaml`` card in ``dirs``; a name defined twice is an error naming both files.
+
+    Args:
+        dirs: Card directories, in priority order.
+        broken: When given, a user card file that does not parse is skipped with a warning naming it,
+            and its error is kept here under the file's stem (the card's name), so asking for that card
+            fails with it while every other card still works.  Without it, or for a shipped card
+            (``backbones/``, which must all parse), a bad file is an error.
+    """
     registry: Registry[BackboneCard] = Registry("backbone")
+    shipped = (REPO_ROOT / "backbones").resolve()
     for directory in dirs:
+        tolerant = broken is not None and directory.resolve() != shipped
         for path in card_files(directory):
-            card = card_from_file(path)
+            try:
+                card = card_from_file(path)
+            except (DataFileError, TypeError, AttributeError) as exc:
+                if not tolerant or broken is None:
+                    raise
+                error = exc if isinstance(exc, DataFileError) else DataFileError(f"{path}: {exc}")
+                log.warning("skipping backbone card %s: %s", path, error)
+                broken.setdefault(path.stem, error)
+                continue
             if card.name in registry:
                 first = registry.get(card.name).path
                 raise DataFileError(f"backbone {card.name!r} is defined twice: {first} and {path}")
@@ -126,10 +147,19 @@ def load_cards(dirs: list[Path]) -> Registry[BackboneCard]:
     return registry
 
 
+# Cards in $HARMONY_BENCH_BACKBONES that did not parse: name -> error (raised when that card is asked for).
+BROKEN_CARDS: dict[str, DataFileError] = {}
+
+
 @functools.cache
 def backbone_registry() -> Registry[BackboneCard]:
-    """The cards from ``$HARMONY_BENCH_BACKBONES`` and ``backbones/`` (read once per process)."""
-    return load_cards(backbone_card_dirs())
+    """The cards from ``$HARMONY_BENCH_BACKBONES`` and ``backbones/`` (read once per process).
+
+    A malformed user card is skipped with a warning (it must not break every command); the shipped
+    cards must all parse.
+    """
+    BROKEN_CARDS.clear()
+    return load_cards(backbone_card_dirs(), BROKEN_CARDS)
 
 
 ALIAS_FILE = "_aliases.yaml"
@@ -184,8 +214,15 @@ def backbone_aliases() -> dict[str, FamilyAlias]:
 
 
 def get_card(name: str) -> BackboneCard:
-    """Look a card up by name; unknown names raise with "did you mean" and the choices."""
-    return backbone_registry().get(name)
+    """Look a card up by name; unknown names raise with "did you mean" and the choices.
+
+    Raises:
+        DataFileError: the card's file exists in ``$HARMONY_BENCH_BACKBONES`` but does not parse.
+    """
+    registry = backbone_registry()
+    if name not in registry and name in BROKEN_CARDS:
+        raise BROKEN_CARDS[name]
+    return registry.get(name)
 
 
 def list_cards() -> list[BackboneCard]:

@@ -22,7 +22,9 @@ from typing import Any
 
 from harmony_bench.cards import BackboneCard
 from harmony_bench.models.names import ResolvedBackbone
+from harmony_bench.preflight import check_checkpoint, check_writable_dir
 from harmony_bench.tasks import TaskSpec, get_task
+from harmony_bench.threads import configure_threads, max_workers
 
 log = logging.getLogger(__name__)
 
@@ -148,14 +150,16 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
 
     spec = get_task(task)
     resolved, options = resolve(backbone, options)
-    options, note = smoke_data(spec, options)
-    if note:
-        log.info("%s", note)
     card = resolved.card
-    config = spec.resolve_config(options.preset, options.overrides)
-    output = options.output or _default_output()
+    config = spec.resolve_config(options.preset, options.overrides, "the overrides (--set, --cfg-options)")
+    output = check_writable_dir(options.output or _default_output(), "--output")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", card.name).strip("-")
     work_dir = options.work_dir or output / "work" / f"{slug}__{spec.name}__seed{options.seed}"
+    work_dir = check_writable_dir(work_dir, "--work-dir")
+    check_checkpoint(card, options.checkpoint, options.trust_checkpoint)
+    options, note = smoke_data(spec, options)  # after every check: writes the synthetic dataset once
+    if note:
+        log.info("%s", note)
     context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=work_dir)
     preset = options.preset or spec.default_preset
     task_block = {
@@ -169,6 +173,7 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
     start, error, outcome = datetime.now(timezone.utc), None, None
     try:
         runner: TaskRunner = spec.load_runner()
+        configure_threads(max_workers(config))
         seed_everything(options.seed)
         outcome = runner(context)
     except Exception as exc:  # the record must say what failed, then we re-raise

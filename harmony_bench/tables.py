@@ -1,10 +1,13 @@
 """Result records → a backbone × task comparison table (pandas does the grouping).
 
 A cell aggregates the records of one backbone *checkpoint* (a card's weights,
-identified by their sha256), one task, one protocol version, one preset and
-one kind of data (real or synthetic) — those are never mixed, because a
-number is only comparable with numbers measured the same way: a smoke preset
-is not a paper run, and two checkpoints of one card are two models.  A card
+identified by their sha256), one task, one protocol version, one preset, one
+kind of data (real or synthetic) and one copy of the dataset (its name and
+root) — those are never mixed, because a number is only comparable with
+numbers measured the same way: a smoke preset is not a paper run, two
+checkpoints of one card are two models, and a run on a damaged copy of the
+data is not a rerun of the run on the clean one.  A task measured on several
+copies gets one column per copy, tagged with its root.  A card
 whose records come from more than one checkpoint gets one row per checkpoint
 (``card@sha8``).
 
@@ -30,9 +33,9 @@ import pandas as pd
 
 from harmony_bench.results import is_metric_leaf
 
-KEY_COLUMNS = ["backbone", "checkpoint", "task", "protocol_version", "preset", "synthetic"]
+KEY_COLUMNS = ["backbone", "checkpoint", "task", "protocol_version", "preset", "synthetic", "dataset"]
 DEDUPE_KEYS = [*KEY_COLUMNS, "seed"]
-COLUMN_KEYS = ["task", "metric", "protocol_version", "preset", "synthetic"]  # one table column
+COLUMN_KEYS = ["task", "metric", "protocol_version", "preset", "synthetic", "dataset"]  # one table column
 DIMENSIONS = ("backbone", "task", "metric")
 FORMATS = ("md", "latex", "csv", "html", "json")
 FRAME_COLUMNS = [
@@ -131,6 +134,12 @@ def checkpoint_identity(checkpoint: Mapping[str, Any]) -> tuple[str, str]:
     return RANDOM_INIT, RANDOM_INIT
 
 
+def dataset_identity_key(dataset: Mapping[str, Any]) -> str:
+    """Which copy of the data a record measured: ``name:root`` (two roots are two datasets)."""
+    name, root = dataset.get("name") or "", dataset.get("root")
+    return f"{name}:{root}" if root else str(name)
+
+
 def _base_row(record: dict[str, Any]) -> dict[str, Any]:
     checkpoint, label = checkpoint_identity(record["backbone"]["checkpoint"])
     return {
@@ -141,6 +150,7 @@ def _base_row(record: dict[str, Any]) -> dict[str, Any]:
         "protocol_version": record["task"]["protocol_version"],
         "preset": record["task"].get("preset") or "",  # "" (no preset) groups and merges like any value
         "synthetic": bool(record["dataset"]["synthetic"]),
+        "dataset": dataset_identity_key(record["dataset"]),
         "seed": record["seed"],
         "state": record["status"]["state"],
         "path": record.get("_path"),
@@ -169,7 +179,7 @@ def drop_duplicate_runs(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     """Keep only the newest completed record per cell × seed; return the frame and how many were dropped.
 
     A rerun of a seed (same backbone checkpoint, task, protocol version,
-    preset, data kind and seed) replaces the earlier run rather than counting
+    preset, data kind, dataset copy and seed) replaces the earlier run rather than counting
     as another seed.  Failed runs are left alone: they are counted, never
     averaged, and the table shows them.
     """
@@ -211,7 +221,7 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
     columns = [*KEY_COLUMNS, "backbone_label", "metric", "mean", "std", "seeds", "failed"]
     columns += ["higher_is_better", "records"]
     if done.empty:
-        summary = pd.DataFrame(columns=[*columns, "best"])
+        summary = pd.DataFrame(columns=[*columns, "dataset_tag", "best"])
     else:
         grouped = done.groupby([*KEY_COLUMNS, "metric"], dropna=False)
         summary = grouped.agg(
@@ -225,9 +235,18 @@ def summarize(frame: pd.DataFrame, metrics: list[str] | None = None) -> pd.DataF
         summary = summary.merge(_failed_counts(frame), on=KEY_COLUMNS, how="left")
         summary["failed"] = summary["failed"].fillna(0).astype(int)
         summary["backbone_label"] = backbone_labels(summary)
-        summary = mark_best(summary[columns], COLUMN_KEYS)
+        summary["dataset_tag"] = dataset_tags(summary)
+        summary = mark_best(summary[[*columns, "dataset_tag"]], COLUMN_KEYS)
     summary.attrs["duplicates_dropped"] = dropped
     return summary
+
+
+def dataset_tags(summary: pd.DataFrame) -> pd.Series:
+    """The dataset root where one task was measured on several copies of its data, else ``""``."""
+    keys = [k for k in COLUMN_KEYS if k != "dataset"]
+    several = summary.groupby(keys, dropna=False)["dataset"].transform("nunique") > 1
+    root = summary["dataset"].astype(str).str.split(":", n=1).str[-1]
+    return root.where(several, "")
 
 
 def mark_best(summary: pd.DataFrame, column_keys: list[str]) -> pd.DataFrame:
@@ -266,6 +285,7 @@ def measurement_tag(row: Mapping[str, Any]) -> str:
         f"v{row['protocol_version']}",
         str(row.get("preset") or ""),
         "synthetic" if row["synthetic"] else "",
+        f"data {row['dataset_tag']}" if row.get("dataset_tag") else "",
     ]
     return "[" + ", ".join(p for p in parts if p) + "]"
 

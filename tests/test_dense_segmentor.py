@@ -31,7 +31,7 @@ def segmentor_config(checkpoint: Path, size: int):
     width = TINY_VIT["embed_dim"]
     tiny = {k: v for k, v in TINY_VIT.items() if k != "img_size"}
     options = {
-        "model.backbone.model_overrides": tiny,
+        "+model.backbone.model_overrides": tiny,  # not in the protocol: added on purpose ('+')
         "model.backbone.img_size": size,
         "model.backbone.out_indices": INDICES,
         "model.neck.embed_dim": width,

@@ -312,3 +312,22 @@ def test_html_page_loads_sorts_and_renders_in_a_browser(board, tmp_path):
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
     (tmp_path / "leaderboard.png").write_bytes(shot)
     (tmp_path / "leaderboard-phone.png").write_bytes(phone)
+
+
+def test_record_strings_are_escaped_in_the_markdown_and_the_html(tmp_path):
+    """A card name or preset carrying HTML or Markdown syntax shows as text, and cannot break a table row."""
+    recs, out = tmp_path / "records", tmp_path / "board"
+    evil = "<img src=x onerror=alert(1)>|*x*_[l](http://e.x)"
+    make_record(recs, evil, "imagenet-linear", 0, top1(81.0), preset="`p`|<b>")
+    make_record(recs, "plain", "imagenet-linear", 0, top1(80.0), preset="`p`|<b>")
+    assert _cli(recs, out) == 0
+    md = (out / "LEADERBOARD.md").read_text()
+    html = (out / "leaderboard.html").read_text()
+    for page in (md, html):
+        assert "<img src=x" not in page and "<b>" not in page and "onerror=alert(1)>" not in page
+        assert "&lt;img src=x onerror=alert(1)&gt;" in page
+    row = next(line for line in md.splitlines() if "onerror" in line)
+    assert row.startswith("| &lt;img src=x onerror=alert(1)&gt;\\|\\*x\\*\\_\\[l\\](http://e.x) | ")
+    assert row.count(" | ") == md.splitlines()[md.splitlines().index(row) - 2].count(" | ")  # same columns
+    header = next(line for line in md.splitlines() if line.startswith("| backbone"))
+    assert "[v1, \\`p\\`\\|&lt;b&gt;]" in header

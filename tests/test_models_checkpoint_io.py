@@ -4,6 +4,8 @@ import argparse
 import fractions
 import hashlib
 import os
+import pickle
+import re
 import urllib.error
 
 import pytest
@@ -118,3 +120,55 @@ def test_hf_hub_ids_map_to_resolve_urls(tmp_path):
     assert cache_path(source, tmp_path) == tmp_path.joinpath(
         "hf-hub", "laion", "CLIP-ViT-B-16-laion2B-s34B-b88K", "open_clip_pytorch_model.bin"
     )
+
+
+@pytest.mark.parametrize(
+    ("write", "says"),
+    [
+        (lambda p: p.write_bytes(b""), "is empty (0 bytes): not a checkpoint"),
+        (lambda p: p.write_text("hello world\n"), "is not a checkpoint: text (starts 'hello world"),
+        (lambda p: p.write_bytes(os.urandom(4096)), "neither a torch.save file (zip archive or pickle)"),
+        (
+            lambda p: p.write_bytes(pickle.dumps({"a": 1})),
+            "is a Python pickle, but not one written",
+        ),
+        (lambda p: _zip(p), "is a zip archive but not a PyTorch checkpoint"),
+        (lambda p: _truncated(p), "is a truncated or damaged zip archive"),
+        (lambda p: _truncated(p, legacy=True), "is a damaged or truncated PyTorch checkpoint"),
+    ],
+)
+def test_files_that_are_not_checkpoints_say_what_they_are_and_never_suggest_trust(tmp_path, write, says):
+    from harmony_bench.models.checkpoint_io import CheckpointError
+
+    path = tmp_path / "weights.pth"
+    write(path)
+    for trust in (False, True):  # trusting a file does not make it a checkpoint
+        with pytest.raises(CheckpointError, match=re.escape(says)) as excinfo:
+            read_checkpoint(path, trust=trust)
+        assert "trust" not in str(excinfo.value) and not isinstance(excinfo.value, UntrustedCheckpointError)
+
+
+def _zip(path):
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("notes.txt", "not weights")
+
+
+def _truncated(path, legacy=False):
+    torch.save({"w": torch.ones(50_000)}, path, _use_new_zipfile_serialization=not legacy)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_preflight_scans_an_archive_for_unsafe_classes_without_running_it(tmp_path, monkeypatch):
+    from harmony_bench.models.checkpoint_io import refuse_unsafe_globals
+
+    monkeypatch.chdir(tmp_path)
+    evil, fine = tmp_path / "evil.pth", tmp_path / "fine.pth"
+    torch.save({"w": torch.zeros(1), "payload": Payload()}, evil)
+    torch.save({"w": torch.zeros(1), "args": argparse.Namespace(lr=1.0)}, fine)  # allow-listed
+    with pytest.raises(UntrustedCheckpointError, match=r"(posix|os)\.system.*--trust-checkpoint"):
+        refuse_unsafe_globals(evil)
+    refuse_unsafe_globals(fine)
+    assert not (tmp_path / MARKER).exists()

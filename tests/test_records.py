@@ -222,6 +222,37 @@ def test_same_timestamp_gives_two_files(tmp_path):
     assert len(paths) == 2 and len(listing(tmp_path)) == 2
 
 
+def _write_in_a_process(args: tuple[Path, dict]) -> str:
+    out, record = args
+    try:
+        return str(write_record(record, out))
+    except FileExistsError:
+        return "exists"
+
+
+def test_parallel_writers_never_clobber_or_tear_a_record(tmp_path):
+    """Processes writing at once: distinct records all land whole; one record written twice lands once."""
+    import multiprocessing
+
+    pool = multiprocessing.get_context("fork").Pool(6)
+    try:
+        distinct = [make_record() for _ in range(12)]  # same timing: only the record id differs
+        paths = pool.map(_write_in_a_process, [(tmp_path / "a", r) for r in distinct])
+        same = make_record()
+        outcomes = pool.map(_write_in_a_process, [(tmp_path / "b", same)] * 6)
+    finally:
+        pool.close()
+        pool.join()
+    assert len(set(paths)) == 12 and sorted(load_record(Path(p))["record_id"] for p in paths) == sorted(
+        r["record_id"] for r in distinct
+    )
+    (written,) = [o for o in outcomes if o != "exists"]
+    assert outcomes.count("exists") == 5 and load_record(Path(written)) == same
+    assert (
+        listing(tmp_path / "a") == sorted(Path(p).name for p in paths) and len(listing(tmp_path / "b")) == 1
+    )
+
+
 def test_existing_record_is_never_overwritten(tmp_path, monkeypatch):
     record = make_record()
     path = write_record(record, tmp_path)

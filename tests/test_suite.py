@@ -18,7 +18,7 @@ from harmony_bench.suites.report import Check, check, within
 from harmony_bench.suites.reported import load_reported
 from harmony_bench.suites.run import checkpoint_matches, cost_fields
 from harmony_bench.suites.spec import Expectation
-from harmony_bench.suites.state import cell_status, read_state
+from harmony_bench.suites.state import cell_status, lock_holder, read_state, take_lock, write_state
 from harmony_bench.suites.worker import gpus_used
 from harmony_bench.tasks import get_task, task_registry
 from harmony_bench.yaml_io import DataFileError
@@ -251,26 +251,35 @@ def _wait_for(predicate, timeout=60.0):
     raise AssertionError("timed out waiting")
 
 
-def test_killed_suite_resumes_at_the_cell_level(slow_suite):
+def test_killed_suite_resumes_at_the_cell_level(slow_suite, capsys):
+    """kill -9 of `suite run` alone (not its process group): its worker dies with it, no orphan runs on."""
     s = slow_suite
     s["gate"].touch()  # seed 1 hangs while the gate exists
     proc = _suite_run(s)
+    state_file = s["out"] / ".suite" / "toy-suite" / "state.json"
     try:
         _wait_for(lambda: "vit-tiny-random seed1" in _calls(s))
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)  # the suite and its worker, mid-cell
+        os.kill(proc.pid, signal.SIGKILL)  # the runner only, mid-cell: as `kill -9 PID` does
         proc.wait()
     suite = load_suite(s["suite"], s["out"])
-    state = read_state(s["out"] / ".suite" / "toy-suite" / "state.json")
     ids = [c.id for c in suite.cells]
+    lock = read_state(state_file)["cells"][ids[1]]["lock"]
+    _wait_for(lambda: lock_holder(lock) is None, timeout=10)  # the worker died with its parent
+    s["gate"].unlink()  # an orphan worker would now finish seed 1 and write its record
+    time.sleep(1.0)
+    assert not list(s["out"].glob("*__seed1__*.json")), "an orphaned worker finished the cell"
+    state = read_state(state_file)
     assert state["cells"][ids[0]]["status"] == "done"
     assert state["cells"][ids[1]]["status"] == "running"  # as the kill left it ...
-    assert cell_status(state, ids[1]) == "pending"  # ... but its process is gone
+    assert cell_status(state, ids[1]) == "failed"  # ... but its processes are gone: interrupted
     assert ids[2] not in state["cells"]
     cost = state["cells"][ids[0]]
     assert cost["wall_s"] > 0 and cost["peak_rss_mb"] > 0 and cost["gpu_hours"] == 0
+    assert main(["suite", "show", str(s["suite"]), "--output", str(s["out"])]) == 0
+    shown = [line.split()[0] for line in capsys.readouterr().out.splitlines() if "vit-tiny-random" in line]
+    assert shown == ["done", "failed", "pending"]
 
-    s["gate"].unlink()
     assert (
         main(
             ["suite", "run", str(s["suite"]), "--output", str(s["out"]), "--no-leaderboard", "--no-progress"]
@@ -292,6 +301,52 @@ def test_killed_suite_resumes_at_the_cell_level(slow_suite):
         == 0
     )
     assert len(_calls(s)) == 4
+
+
+def test_a_live_cell_is_running_and_never_started_twice(slow_suite, capsys):
+    """A cell whose lock is held (another `suite run` computes it) is shown running and skipped."""
+    s = slow_suite
+    suite = load_suite(s["suite"], s["out"])
+    ids = [c.id for c in suite.cells]
+    root = s["out"] / ".suite" / "toy-suite"
+    lock = take_lock(root / "cells" / f"{ids[1]}.lock")  # this test process plays the other run
+    try:
+        entry = {"status": "running", "pid": 999999, "lock": str(root / "cells" / f"{ids[1]}.lock")}
+        write_state(root / "state.json", {"cells": {ids[1]: entry}, "steps": {}})
+        assert cell_status(read_state(root / "state.json"), ids[1]) == "running"  # dead pid, held lock
+        argv = [
+            "suite",
+            "run",
+            str(s["suite"]),
+            "--output",
+            str(s["out"]),
+            "--no-leaderboard",
+            "--no-progress",
+        ]
+        assert main(argv) == 0
+        assert "still running elsewhere" in capsys.readouterr().out
+        assert sorted(_calls(s)) == ["vit-tiny-random seed0", "vit-tiny-random seed2"]
+    finally:
+        os.close(lock)
+    assert cell_status(read_state(root / "state.json"), ids[1]) == "failed"  # lock released: interrupted
+    assert main(argv) == 0
+    assert sorted(_calls(s)) == [f"vit-tiny-random seed{i}" for i in range(3)]
+    assert len(list(s["out"].glob("*.json"))) == 3
+
+
+def test_suite_output_is_relative_to_the_current_directory_like_run_output(
+    slow_suite, tmp_path, monkeypatch, capsys
+):
+    s = slow_suite
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    assert load_suite(s["suite"], Path("rel/out")).output == cwd / "rel" / "out"
+    assert main(["suite", "show", str(s["suite"]), "--output", "rel/out"]) == 0
+    assert f"output: {cwd / 'rel' / 'out'}" in capsys.readouterr().out
+    assert (
+        load_suite("demo").output == REPO / "results" / "synthetic" / "demo"
+    )  # the suite file's own: the checkout
 
 
 def test_failed_cell_is_recorded_and_rerun(slow_suite, capsys):

@@ -36,6 +36,7 @@ def make_record(
     config: dict | None = None,
     sha256: str | None = None,
     later: int = 0,
+    root: str = "/data",
 ) -> Path:
     """Write one valid record (``metrics=None`` → a failed run) and return its path.
 
@@ -57,7 +58,7 @@ def make_record(
             "preset": preset,
             "config": {"lr": 0.1} if config is None else config,
         },
-        dataset={"name": "imagenet-1k", "root": "/data", "synthetic": synthetic, "manifest": None},
+        dataset={"name": "imagenet-1k", "root": root, "synthetic": synthetic, "manifest": None},
         seed=seed,
         metrics=metrics or {},
         start=start,
@@ -215,6 +216,26 @@ def test_presets_and_checkpoints_never_share_a_cell(tmp_path):
     assert table.loc["C@bbbbbbbb", "imagenet-linear / top1 [v1, paper]"] == "70.00 (n=1)"
     assert table.loc["C@aaaaaaaa", "imagenet-linear / top1 [v1, smoke]"] == "10.00 (n=1)"
     assert table.loc["D", "imagenet-linear / top1 [v1, smoke]"] == "—"
+
+
+def test_two_copies_of_the_data_are_never_reruns_of_one_seed(tmp_path, capsys):
+    """Same card, task and seed on a clean and a damaged copy of the data: two cells, nothing dropped."""
+    out = tmp_path / "recs"
+    make_record(out, "A", "imagenet-linear", 0, top1(80.0), root="/data/imagenet")
+    make_record(out, "A", "imagenet-linear", 0, top1(12.0), root="/scratch/imagenet-damaged", later=1)
+    make_record(out, "A", "imagenet-linear", 1, top1(82.0), root="/data/imagenet")
+    summary = _summary(out, ["top1"])
+    assert summary.attrs["duplicates_dropped"] == 0
+    table = pivot(summary)
+    assert table.loc["A", "imagenet-linear / top1 [v1, paper, data /data/imagenet]"] == "81.00 ± 1.41 (n=2)"
+    damaged = "imagenet-linear / top1 [v1, paper, data /scratch/imagenet-damaged]"
+    assert table.loc["A", damaged] == "12.00 (n=1)"
+    assert main(["table", str(out), "--format", "md"]) == 0
+    printed = capsys.readouterr().out
+    assert "81.00 ± 1.41 (n=2)" in printed and "12.00 (n=1)" in printed and "duplicate" not in printed
+    one_copy = tmp_path / "one"  # a single copy adds no tag: tables of one dataset read as before
+    make_record(one_copy, "A", "imagenet-linear", 0, top1(80.0), root="/data/imagenet")
+    assert list(pivot(_summary(one_copy, ["top1"])).columns) == ["imagenet-linear / top1 [v1, paper]"]
 
 
 def test_protocol_versions_sort_as_versions_not_text(tmp_path):

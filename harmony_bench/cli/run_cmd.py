@@ -86,14 +86,24 @@ def register(subparsers: Any) -> None:
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Turn ``a.b=1`` pairs into a nested mapping; values are parsed as YAML scalars."""
+    """Turn ``a.b=1`` pairs into a nested mapping; values are parsed as YAML scalars.
+
+    ``+a.b=1`` adds a key the protocol does not have (every part is marked ``+``, see
+    ``harmony_bench.tasks.schema``); without the ``+`` an unknown key is refused when the config resolves.
+    """
     overrides: dict[str, Any] = {}
     for pair in pairs:
         key, value = split_pair(pair, "--set")
+        added = key.startswith("+")
+        parts = key.lstrip("+").split(".")
+        if added:
+            parts = [f"+{part}" for part in parts]
         node = overrides
-        *parents, leaf = key.split(".")
+        *parents, leaf = parts
         for part in parents:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ValueError(f"--set {pair}: {key.rsplit('.', 1)[0]} was already given a value")
         node[leaf] = value
     return overrides
 
@@ -104,6 +114,11 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
     overrides = parse_overrides(args.overrides)
     if args.resume is not None:
+        if "checkpointing" not in get_task(args.task).config:
+            raise ValueError(
+                f"--resume/--no-resume: task {args.task!r} keeps no checkpoints (it has no checkpointing "
+                "settings); leave the flag out"
+            )
         overrides = deep_merge(overrides, {"checkpointing": {"resume": args.resume}})
     if getattr(args, "detector", None):
         if "detector" not in get_task(args.task).config:
@@ -122,9 +137,16 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def split_pair(pair: str, flag: str) -> tuple[str, Any]:
     """``KEY=VALUE`` → ``(KEY, VALUE parsed as YAML)``."""
     key, sep, raw = pair.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip("+"):
         raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
-    return key, yaml.safe_load(raw)
+    try:
+        return key, yaml.safe_load(raw)
+    except yaml.YAMLError as exc:
+        reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        raise ValueError(
+            f"{flag} {pair}: the value {raw!r} is not valid YAML ({reason}); quote text, close brackets, "
+            "e.g. KEY=[1, 2] or KEY='a: b'"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

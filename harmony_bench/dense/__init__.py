@@ -6,6 +6,9 @@ need (launcher, AMP, resume, ``--cfg-options``).  Nothing here imports mmseg or 
 ``register_into(scope)`` does, when a dense task actually runs.
 """
 
+from harmony_bench.dense.quiet import silence_known_warnings
 from harmony_bench.dense.registration import register_into
+
+silence_known_warnings()  # the OpenMMLab stack's known-harmless notices (scoped filters, see quiet.py)
 
 __all__ = ["register_into"]

@@ -35,9 +35,74 @@ def apply_amp(cfg: Any, amp: str) -> str:
 
 
 def apply_cfg_options(cfg: Any, options: dict[str, Any]) -> None:
-    """Merge dotted overrides (``model.decode_head.channels``, ``...pipeline.2.scale``) into ``cfg``."""
+    """Merge dotted overrides (``model.decode_head.channels``, ``...pipeline.2.scale``) into ``cfg``.
+
+    Every key must name a setting the config has (list indices included): mmengine would add a
+    misspelt key silently and train with the real value unchanged.  A key written ``+a.b`` adds ``a.b``
+    on purpose.
+
+    Raises:
+        ValueError: a key the config does not have, with the closest one it does.
+    """
     if options:
-        cfg.merge_from_dict({key: _plain(value) for key, value in options.items()})
+        check_cfg_keys(cfg, options)
+        plain = {key.lstrip("+"): _plain(value) for key, value in options.items()}
+        cfg.merge_from_dict(plain)
+
+
+def check_cfg_keys(cfg: Any, options: dict[str, Any]) -> None:
+    """Refuse a ``cfg_options`` key (or a key inside a mapping value) that ``cfg`` does not have."""
+    tree = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
+    for key, value in options.items():
+        if key.startswith("+"):
+            continue
+        node: Any = tree
+        parts = key.split(".")
+        for depth, part in enumerate(parts):
+            node = _child(node, part, ".".join(parts[:depth]), key)
+        if isinstance(value, dict) and _same_module(node, value):
+            _check_mapping(node, value, key)
+
+
+def _child(node: Any, part: str, parent: str, key: str) -> Any:
+    import difflib
+
+    where = f"{parent}." if parent else ""
+    if isinstance(node, (list, tuple)):
+        if part.isdigit() and int(part) < len(node):
+            return node[int(part)]
+        raise ValueError(
+            f"--cfg-options {key}: {where}{part} is not an index of {parent} (a list of {len(node)}: "
+            f"0..{len(node) - 1})"
+        )
+    if isinstance(node, dict) and part in node:
+        return node[part]
+    if not isinstance(node, dict):
+        raise ValueError(
+            f"--cfg-options {key}: {parent} is a {type(node).__name__} ({str(node)[:60]}), it has no {part!r}"
+        )
+    close = difflib.get_close_matches(part, [str(k) for k in node], n=1, cutoff=0.6)
+    hint = f" (did you mean {where}{close[0]}?)" if close else ""
+    raise ValueError(
+        f"unknown --cfg-options key {key!r}: the mmengine config has no {where}{part}{hint}; "
+        f"`harmony-bench protocol show TASK` prints the config (to add a key on purpose, write +{key})"
+    )
+
+
+def _same_module(node: Any, value: dict[str, Any]) -> bool:
+    """A mapping value merges into the same module: its keys can be checked (not for a new ``type``)."""
+    if not isinstance(node, dict) or value.get("_delete_"):
+        return False
+    return "type" not in value or value["type"] == node.get("type")
+
+
+def _check_mapping(node: dict[str, Any], value: dict[str, Any], key: str) -> None:
+    for name, inner in value.items():
+        if name == "_delete_":
+            continue
+        child = _child(node, str(name), key, f"{key}.{name}")
+        if isinstance(inner, dict) and _same_module(child, inner):
+            _check_mapping(child, inner, f"{key}.{name}")
 
 
 def _plain(value: Any) -> Any:
@@ -129,7 +194,11 @@ def train_and_evaluate(cfg: Any, after_train_iter: Any = None) -> tuple[dict[str
         def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
             self.metrics, self.at_iter = dict(metrics or {}), runner.iter
 
+    from harmony_bench.dense.quiet import quiet_logger, silence_known_warnings
+
+    silence_known_warnings()
     runner = Runner.from_cfg(cfg)
+    quiet_logger(runner.logger)
     capture = _Capture()
     runner.register_hook(capture)
     with torch.serialization.safe_globals(resume_safe_globals()):

@@ -101,11 +101,15 @@ def _display_key(row: pd.Series) -> tuple[Any, ...]:
 def figure_groups(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
     """(file stem, title, cells) per task × metric × protocol version × preset × data kind."""
     groups = []
-    keys = ["task", "metric", "protocol_version", "preset", "synthetic"]
-    for (task, metric, version, preset, synthetic), cells in summary.groupby(keys, sort=True):
+    keys = ["task", "metric", "protocol_version", "preset", "synthetic", "dataset_tag"]
+    for (task, metric, version, preset, synthetic, data), cells in summary.groupby(keys, sort=True):
         kind = ", synthetic data" if synthetic else ""
+        kind += f", data {data}" if data else ""
         preset_text = f", {preset}" if preset else ""
-        stem = _slug(f"{task}-{metric}-v{version}-{preset}{'-synthetic' if synthetic else ''}")
+        stem = _slug(
+            f"{task}-{metric}-v{version}-{preset}{'-synthetic' if synthetic else ''}"
+            + (f"-{data}" if data else "")
+        )
         groups.append((stem, f"{task} — {metric} (protocol v{version}{preset_text}{kind})", cells))
     return sorted(groups, key=lambda g: natural_key(g[0]))
 

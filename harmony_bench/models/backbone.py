@@ -296,6 +296,11 @@ def _load_into(
             "pass checkpoint=PATH (--checkpoint PATH) to a file in its format "
             f"{spec.get('format')!r} (converter {spec.get('converter')!r})"
         )
+    if not spec.get("converter"):
+        raise ValueError(
+            f"backbone {card.name!r} has no converter (a random-init test card): it cannot load {source}; "
+            "use the card of the checkpoint's family (`harmony-bench backbones inspect FILE`)"
+        )
     sha = spec.get("sha256") if checkpoint is None else None
     report.source = source
     fmt, converter = _container(spec, checkpoint)
@@ -377,7 +382,7 @@ def _place(
             )
             state.update(text_state)
             dropped.update({f"[text file] {k}": r for k, r in text_dropped.items()})
-    image, text = split_text(to_float32(state))
+    image, text = split_text(to_float32(state, report.cast))
     if text_model is None:
         dropped.update({k: "text tower (this card is vision-only)" for k in text})
         text = {}

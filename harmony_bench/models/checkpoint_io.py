@@ -195,6 +195,126 @@ def is_torchscript(path: Path) -> bool:
         return any("/code/" in name for name in archive.namelist())
 
 
+# What a legacy (pre-zip) ``torch.save`` file starts with: the pickled magic number 0x1950a86a20f9469cfc6c.
+TORCH_LEGACY_MAGIC = b"\x8a\x0al\xfc\x9cF\xf9 j\xa8P\x19"
+ZIP_LOCAL_HEADER = b"PK\x03\x04"
+
+
+def sniff_checkpoint(path: Path, fmt: str | None = None) -> str:
+    """What kind of checkpoint file ``path`` is, from its first bytes, without unpickling anything.
+
+    Returns:
+        ``"safetensors"``, ``"torchscript"``, ``"torch-zip"`` (``torch.save``) or ``"torch-legacy"``
+        (``torch.save(..., _use_new_zipfile_serialization=False)``).
+
+    Raises:
+        CheckpointError: the file is none of these; the message says what it is instead (empty, text, a
+            zip archive torch did not write, a truncated archive, a pickle that is not a checkpoint), so
+            nobody is told to turn the safety check off for a file that is not a checkpoint at all.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes): not a checkpoint. Check the path or copy it again")
+    if fmt == "safetensors" or path.suffix == ".safetensors":
+        _check_safetensors_header(path, head, size)
+        return "safetensors"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+        if any("/code/" in name for name in names):
+            return TORCHSCRIPT_FORMAT
+        if any(name.endswith("data.pkl") for name in names):
+            return "torch-zip"
+        raise CheckpointError(
+            f"{path} is a zip archive but not a PyTorch checkpoint (torch.save archives hold a data.pkl; "
+            f"this one holds {', '.join(names[:3]) or 'nothing'}): not a checkpoint"
+        )
+    if head.startswith(ZIP_LOCAL_HEADER):
+        raise CheckpointError(
+            f"{path} is a truncated or damaged zip archive ({size:,} bytes, no central directory): a "
+            "torch.save file cut short (an interrupted copy or download?). Copy or download it again"
+        )
+    if head[:1] == b"\x80" and TORCH_LEGACY_MAGIC in head[:24]:
+        return "torch-legacy"
+    if head[:1] == b"\x80" and head[1:2] in (b"\x02", b"\x03", b"\x04", b"\x05"):
+        raise CheckpointError(
+            f"{path} is a Python pickle, but not one written by torch.save (no PyTorch magic number): "
+            "not a checkpoint harmony-bench can read. Save the weights with torch.save(state_dict) or "
+            "safetensors"
+        )
+    if _looks_like_safetensors(head, size):
+        raise CheckpointError(
+            f"{path} looks like a safetensors file but is named {path.name!r}: rename it to *.safetensors"
+        )
+    raise CheckpointError(f"{path} is not a checkpoint: {_what_it_is(head)}. Check the path")
+
+
+def _looks_like_safetensors(head: bytes, size: int) -> bool:
+    if len(head) < 9:
+        return False
+    length = int.from_bytes(head[:8], "little")
+    return 0 < length <= size - 8 and head[8:9] == b"{"
+
+
+def _check_safetensors_header(path: Path, head: bytes, size: int) -> None:
+    if _looks_like_safetensors(head, size):
+        return
+    try:
+        kind = sniff_checkpoint(path, None) if path.suffix != ".safetensors" else None
+    except CheckpointError as exc:
+        what = str(exc).removeprefix(f"{path} ").removeprefix("is not a checkpoint: ")
+        raise CheckpointError(
+            f"{path} is not a safetensors file (the format its card reads): {what}"
+        ) from None
+    words = {"torch-zip": "torch.save archive", "torch-legacy": "legacy torch.save pickle"}
+    found = (
+        f"it is a {words.get(kind, kind)}: use a card of that format"
+        if kind
+        else f"it is {_what_it_is(head)}"
+    )
+    raise CheckpointError(
+        f"{path} is not a safetensors file (the format its card reads; {size:,} bytes): {found}"
+        + ("" if kind else ", or a damaged or truncated safetensors file")
+    )
+
+
+def _what_it_is(head: bytes) -> str:
+    """A few words on what a file that is not a checkpoint looks like, from its first bytes."""
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return (
+            "neither a torch.save file (zip archive or pickle) nor safetensors "
+            f"(it starts with bytes {head[:8].hex()})"
+        )
+    if head.lstrip().startswith((b"{", b"[")):
+        return f"JSON text (starts {text[:24]!r})"
+    return f"text (starts {text[:24]!r})"
+
+
+def refuse_unsafe_globals(path: Path) -> None:
+    """Scan a ``torch.save`` archive's pickle (without running it) for classes outside the allow-list.
+
+    Raises:
+        UntrustedCheckpointError: it needs some; the message lists them and names ``--trust-checkpoint``.
+    """
+    try:
+        needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception:  # an archive the scanner cannot read: the load will say what is wrong
+        return
+    allowed = {f"{g.__module__}.{g.__qualname__}" for g in SAFE_GLOBALS}
+    unsafe = [name for name in needed if name not in allowed]
+    if unsafe:
+        raise UntrustedCheckpointError(
+            f"refusing to fully unpickle {path}: loading it could run arbitrary code. It needs these "
+            f"non-allow-listed globals: {', '.join(unsafe)}. If you trust where the file comes from, pass "
+            "--trust-checkpoint (Python: trust_checkpoint=True)."
+        )
+
+
 def _untrusted_message(path: Path, exc: Exception) -> str:
     try:
         needed = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
@@ -207,6 +327,17 @@ def _untrusted_message(path: Path, exc: Exception) -> str:
         f"refusing to fully unpickle {path}: loading it could run arbitrary code.{listing} "
         "If you trust where the file comes from, pass --trust-checkpoint (Python: trust_checkpoint=True). "
         f"(torch said: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__})"
+    )
+
+
+def _damaged_message(path: Path, exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    detail = next(
+        (line for line in lines if "error" in line.lower() or "EOF" in line), lines[0] if lines else ""
+    )
+    return (
+        f"{path} is a damaged or truncated PyTorch checkpoint: torch could not read it "
+        f"({type(exc).__name__}: {detail[:160]}). Copy or download it again"
     )
 
 
@@ -225,19 +356,24 @@ def read_checkpoint(path: str | Path, *, fmt: str | None = None, trust: bool = F
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint file not found: {path}")
-    if fmt == "safetensors" or path.suffix == ".safetensors":
+    kind = sniff_checkpoint(path, fmt)
+    if kind == "safetensors":
+        from safetensors import SafetensorError
         from safetensors.torch import load_file
 
-        return load_file(str(path), device="cpu")
+        try:
+            return load_file(str(path), device="cpu")
+        except SafetensorError as exc:
+            raise CheckpointError(f"{path} is a damaged or truncated safetensors file ({exc})") from exc
     if fmt == TORCHSCRIPT_FORMAT:
-        if not is_torchscript(path):
+        if kind != TORCHSCRIPT_FORMAT:
             raise CheckpointError(
                 f"{path} is not a TorchScript archive, but the card's format says torchscript"
             )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)  # torch deprecates jit; OpenAI's releases are jit
             return dict(torch.jit.load(str(path), map_location="cpu").state_dict())
-    if is_torchscript(path):
+    if kind == TORCHSCRIPT_FORMAT:
         raise CheckpointError(
             f"{path} is a TorchScript archive; load it through a card whose checkpoint format is "
             "'torchscript' (e.g. clip-vit-b16-openai), or export a plain state dict"
@@ -246,9 +382,13 @@ def read_checkpoint(path: str | Path, *, fmt: str | None = None, trust: bool = F
         with torch.serialization.safe_globals(SAFE_GLOBALS):
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "GLOBAL" not in str(exc) and "Unsupported global" not in str(exc):  # no class refused: damaged
+            raise CheckpointError(_damaged_message(path, exc)) from exc
         if not trust:
             raise UntrustedCheckpointError(_untrusted_message(path, exc)) from exc
         obj = torch.load(str(path), map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, KeyError, ValueError, IndexError) as exc:
+        raise CheckpointError(_damaged_message(path, exc)) from exc
     if not isinstance(obj, Mapping):
         raise CheckpointError(f"{path} holds a {type(obj).__name__}, not a mapping of names to tensors")
     return obj

@@ -82,31 +82,33 @@ def _text_in_file(card: BackboneCard) -> bool:
     return card.text_tower is not None and not card.checkpoint.get("text_converter")
 
 
-def _expected(card: BackboneCard) -> dict[str, list[int]]:
-    """Key -> shape of the card's image model (and text tower under ``text.``), built on the meta device."""
+def _expected(card: BackboneCard) -> tuple[dict[str, list[int]], dict[str, torch.dtype]]:
+    """Key -> shape and key -> dtype of the card's image model (and text tower under ``text.``), on meta."""
     from harmony_bench.models.build import build_image_model, build_text_model
-    from harmony_bench.models.loading import expected_shapes
+    from harmony_bench.models.loading import expected_dtypes, expected_shapes
 
     with torch.device("meta"):
         modules = {"": build_image_model(card)}
         if _text_in_file(card):
             modules["text."] = build_text_model(card.text_tower)
-    return expected_shapes(modules)
+    return expected_shapes(modules), expected_dtypes(modules)
 
 
 def fit_card(card: BackboneCard, obj: Mapping[str, Any]) -> dict[str, Any]:
     """Would ``card`` load the already-read checkpoint ``obj`` cleanly?  Conversion runs; no weights move."""
     from harmony_bench.models.converters import convert
-    from harmony_bench.models.loading import diff_keys, load_errors
+    from harmony_bench.models.loading import diff_keys, dtype_errors, load_errors
 
     result: dict[str, Any] = {"card": card.name, "converter": card.checkpoint["converter"]}
     try:
         state, dropped = convert(card.checkpoint["converter"], obj, card.checkpoint.get("options"))
     except (ValueError, KeyError, TypeError) as exc:
         return {**result, "status": "no", "detail": f"converter refused: {exc}"}
-    expected = _expected(card)
+    expected, dtypes = _expected(card)
     if not _text_in_file(card):
         state = {k: v for k, v in state.items() if not k.startswith("text.")}
+    casts = Counter(f"{str(v.dtype)[6:]}->float32" for v in state.values() if v.is_floating_point())
+    casts.pop("float32->float32", None)  # the load casts other float dtypes to fp32, never integers
     given = {k: list(v.shape) for k, v in state.items()}
     report = LoadReport(backbone=card.name)
     report.loaded, report.missing, report.unexpected, report.shape_mismatched = diff_keys(expected, given)
@@ -118,9 +120,12 @@ def fit_card(card: BackboneCard, obj: Mapping[str, Any]) -> dict[str, Any]:
     for key in resizable:
         del report.shape_mismatched[key]
     errors = load_errors(report, card.checkpoint.get("allow_missing") or [])
+    errors += dtype_errors(dtypes, {k: v.dtype for k, v in state.items()})
     if errors:
         return {**result, "status": "no", "detail": "; ".join(errors)}
     detail = f"{len(report.loaded) + len(resizable)} tensors, {len(dropped)} dropped"
+    if casts:
+        detail += ", cast " + ", ".join(f"{n} {kind}" for kind, n in sorted(casts.items()))
     if resizable:
         detail += f", resized at load: {', '.join(resizable)}"
     return {**result, "status": "clean", "detail": detail}

@@ -19,9 +19,54 @@ from harmony_bench.models.converters._common import TEXT_PREFIX
 from harmony_bench.models.report import IncompleteLoadError, LoadReport
 
 
-def to_float32(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Cast floating tensors to fp32 (OpenAI's archives are fp16); leave integer buffers alone."""
-    return {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
+def to_float32(
+    state: Mapping[str, torch.Tensor], casts: dict[str, int] | None = None
+) -> dict[str, torch.Tensor]:
+    """Cast floating tensors to fp32 (OpenAI's archives are fp16); leave integer buffers alone.
+
+    Args:
+        state: Converted weights.
+        casts: Filled with ``{"float16->float32": n}``: how many tensors of each float dtype were cast,
+            for the load report (fp16, bf16 and fp64 weights are legitimate, but the cast is said).
+    """
+    out = {}
+    for key, value in state.items():
+        if torch.is_tensor(value) and value.is_floating_point() and value.dtype != torch.float32:
+            if casts is not None:
+                name = f"{_dtype_name(value.dtype)}->float32"
+                casts[name] = casts.get(name, 0) + 1
+            value = value.float()
+        out[key] = value
+    return out
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).replace("torch.", "")
+
+
+def expected_dtypes(modules: Mapping[str, nn.Module]) -> dict[str, torch.dtype]:
+    """The dtype of every tensor the modules hold, keyed like :func:`expected_shapes`."""
+    return {prefix + k: v.dtype for prefix, m in modules.items() for k, v in m.state_dict().items()}
+
+
+def dtype_errors(expected: Mapping[str, torch.dtype], given: Mapping[str, torch.dtype]) -> list[str]:
+    """Integer or bool tensors where the model holds floats (and floats where it holds integers).
+
+    ``load_state_dict`` would copy them in silently (``copy_`` casts), so an int64 file of the right
+    shapes would "load" and evaluate a network of integers.  Float dtypes among themselves are fine.
+    """
+    bad = [
+        f"{key} ({_dtype_name(given[key])} into {_dtype_name(want)})"
+        for key, want in expected.items()
+        if key in given and want.is_floating_point != given[key].is_floating_point
+    ]
+    if not bad:
+        return []
+    return [
+        f"{len(bad)} tensors have a dtype that cannot be the model's weights (integer or bool values where "
+        f"the model holds floats, or the reverse): {_listing(bad)}. The file is not a float checkpoint of "
+        "this model"
+    ]
 
 
 def adapt_to_model(
@@ -133,6 +178,7 @@ def place_weights(
         expected_shapes(modules), given
     )
     errors = load_errors(report, report.allowed_missing)
+    errors += dtype_errors(expected_dtypes(modules), {k: v.dtype for k, v in state.items()})
     if errors:
         raise IncompleteLoadError(
             f"{report.backbone}: checkpoint {report.source} did not load cleanly via "

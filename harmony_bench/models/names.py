@@ -23,7 +23,14 @@ import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harmony_bench.cards import BackboneCard, FamilyAlias, backbone_aliases, backbone_registry, card_from_file
+from harmony_bench.cards import (
+    BROKEN_CARDS,
+    BackboneCard,
+    FamilyAlias,
+    backbone_aliases,
+    backbone_registry,
+    card_from_file,
+)
 from harmony_bench.registry import UnknownNameError, suggest
 
 PRETRAIN_TAG = "harmony-bench-pretrain"
@@ -65,10 +72,13 @@ def resolve_backbone(
         UnknownNameError: nothing of that name; the message lists cards, aliases, registered exports
             and the other forms.
         NoWeightsError: an alias of unpublished weights with no ``--checkpoint`` and no registered export.
+        DataFileError: a user card file of that name exists but does not parse (the error names it).
     """
     registry = backbone_registry()
     if name in registry:
         resolved = ResolvedBackbone(name, registry.get(name))
+    elif name in BROKEN_CARDS:  # a user card file of that name that does not parse: say why
+        raise BROKEN_CARDS[name]
     elif name in backbone_aliases():
         resolved = _from_alias(backbone_aliases()[name], checkpoint, trust_checkpoint, need_weights)
     elif _is_hub(name):

@@ -28,6 +28,7 @@ class LoadReport:
         resized: Key -> ``(old shape, new shape)`` for position embeddings resampled to the input size.
         allowed_missing: The ``allow_missing`` patterns in force.
         random_init: True when no checkpoint was loaded (tiny test cards).
+        cast: ``{"float16->float32": n}``: float tensors cast to the model's fp32 on load.
     """
 
     backbone: str
@@ -42,6 +43,7 @@ class LoadReport:
     resized: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)
     allowed_missing: list[str] = field(default_factory=list)
     random_init: bool = False
+    cast: dict[str, int] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -60,6 +62,8 @@ class LoadReport:
             f"from {self.source} via {self.converter}",
             f"dropped {len(self.dropped)}" + (f" ({dropped})" if dropped else ""),
         ]
+        if self.cast:
+            parts.append("cast " + ", ".join(f"{n} {kind}" for kind, n in sorted(self.cast.items())))
         if self.resized:
             parts.append("resized " + ", ".join(f"{k} {o}->{n}" for k, (o, n) in self.resized.items()))
         if self.missing:

@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from harmony_bench.paths import REPO_ROOT
+from harmony_bench.tasks.schema import check_config
 from harmony_bench.yaml_io import load_mapping
 
 CONFIG_DIR = REPO_ROOT / "benchmarks" / "pretrain"
@@ -67,7 +68,12 @@ def parse_set(items: list[str]) -> list[dict[str, Any]]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise ValueError(f"--set expects KEY=VALUE (e.g. optim.lr=1e-3), got {item!r}")
-        out.append(dotted(key.strip(), yaml.safe_load(raw)))
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+            raise ValueError(f"--set {item}: the value {raw!r} is not valid YAML ({reason})") from None
+        out.append(dotted(key.strip(), value))
     return out
 
 
@@ -108,6 +114,7 @@ def load_config(
 ) -> dict[str, Any]:
     """The full configuration of a run, plus ``method``, ``objective_names``, ``preset``, ``deviations``."""
     cfg, methods, preset_map, docs = _files(method, preset, config_dir)
+    defaults = copy.deepcopy(cfg)
     names, method_sets = method_objectives(method, methods)
     layers = list(method_sets)
     if preset_map is not None:
@@ -115,6 +122,8 @@ def load_config(
     layers += parse_set(sets or [])
     for layer in layers:
         cfg = _merge_allowing_data_extras(cfg, layer)
+    # every value must have its default's type (a number refuses "hot"; "1e-4" is read as a number)
+    cfg = check_config(defaults, cfg, {}, "pretrain")
     cfg["method"] = method
     cfg["objective_names"] = names
     cfg["preset"] = preset

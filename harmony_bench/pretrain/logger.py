@@ -25,17 +25,23 @@ def memory_mb(device: torch.device) -> float:
 class RunLogger:
     """Rank-0 sink for scalars: ``log.jsonl`` + optional TensorBoard and W&B."""
 
-    def __init__(self, output: Path, cfg: dict[str, Any], enabled: bool) -> None:
+    def __init__(
+        self, output: Path, cfg: dict[str, Any], enabled: bool, start_step: int | None = None
+    ) -> None:
+        """Open the sinks; ``start_step``: a resumed run's step (later records of the old run are dropped)."""
         self.enabled = enabled
         self.path = output / "log.jsonl"
         self.tb = self.wandb = None
         if not enabled:
             return
+        if start_step is not None:
+            truncate_log(self.path, start_step)
         if cfg["log"]["tensorboard"]:
             try:
                 from torch.utils.tensorboard import SummaryWriter
 
-                self.tb = SummaryWriter(str(output / "tensorboard"))
+                purge = {"purge_step": start_step + 1} if start_step is not None else {}
+                self.tb = SummaryWriter(str(output / "tensorboard"), **purge)
             except ImportError:
                 log.info("tensorboard is not installed; logging to %s only", self.path)
         if cfg["log"]["wandb"]:
@@ -68,8 +74,46 @@ class RunLogger:
             self.wandb.finish()
 
 
+def truncate_log(path: Path, step: int) -> int:
+    """Keep only the records up to ``step`` (a resumed run repeats the steps after its checkpoint).
+
+    Returns:
+        How many records were dropped.  The file is rewritten atomically; a torn last line (the
+        kill hit a write) is dropped too.
+    """
+    from harmony_bench.atomic import atomic_write_text
+
+    if not path.is_file():
+        return 0
+    kept, dropped = [], 0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            dropped += 1
+            continue
+        if int(record.get("step", 0)) <= step:
+            kept.append(line)
+        else:
+            dropped += 1
+    if dropped:
+        atomic_write_text(path, "".join(f"{line}\n" for line in kept))
+        log.info(
+            "log.jsonl: dropped %d records after step %d (computed again after the resume)", dropped, step
+        )
+    return dropped
+
+
 def read_log(path: Path) -> list[dict[str, Any]]:
-    """The JSONL records of a run (for the smoke check and tests)."""
+    """The JSONL records of a run (for the smoke check and tests); a torn line is skipped."""
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # blank, or the last line of a run killed mid-write
+            continue
+    return records

@@ -19,8 +19,9 @@ from torch import nn
 from harmony_bench.pretrain import checkpoint as ckpt
 from harmony_bench.pretrain import distributed, optim
 from harmony_bench.pretrain.config import load_config, uses_text
-from harmony_bench.pretrain.logger import RunLogger, memory_mb
+from harmony_bench.pretrain.logger import RunLogger, memory_mb, read_log
 from harmony_bench.pretrain.model import PretrainModel
+from harmony_bench.threads import configure_threads
 
 log = logging.getLogger(__name__)
 
@@ -170,6 +171,7 @@ def train(opts: RunOptions) -> dict[str, Any]:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     cfg = build_config(opts)
+    configure_threads(int(cfg["data"]["num_workers"]))  # the cores this process may use, shared with workers
     torch.manual_seed(int(cfg["seed"]) + info.rank)  # drop path: reproducible runs (a resume restores it)
     output = opts.output.expanduser()
     output.mkdir(parents=True, exist_ok=True)
@@ -188,7 +190,7 @@ def train(opts: RunOptions) -> dict[str, Any]:
     loader, sampler = make_loader(cfg, samples, model, info, device)
     steps_per_epoch = sampler.per_rank // int(cfg["batch_size"])
     optimizer = optim.build_optimizer(model, cfg, device)
-    step = _start(opts, model, optimizer, output, steps_per_epoch)
+    step = _start(opts, cfg, model, optimizer, output, steps_per_epoch)
     wrapped: nn.Module = model
     if info.world > 1:
         if device.type == "cuda":
@@ -206,16 +208,29 @@ def train(opts: RunOptions) -> dict[str, Any]:
 
 def _start(
     opts: RunOptions,
+    cfg: dict[str, Any],
     model: PretrainModel,
     optimizer: torch.optim.Optimizer,
     output: Path,
     steps_per_epoch: int,
 ) -> int:
-    latest = output / ckpt.LATEST
-    if opts.resume and latest.is_file():
-        step = ckpt.restore(ckpt.read_state(latest), model, optimizer, steps_per_epoch)
-        log.info("resumed from %s at step %d", latest, step)
+    ckpt.remove_stale_temporaries(output)
+    found = ckpt.find_resumable(output) if opts.resume else None
+    if found is not None:
+        path, state = found
+        step = ckpt.restore(state, model, optimizer, steps_per_epoch)
+        log.info("resumed from %s at step %d", path, step)
         return step
+    logged = read_log(output / "log.jsonl")
+    if opts.resume and logged:  # a run was here, but killed before its first checkpoint
+        log.warning(
+            "no checkpoint in %s: starting from step 0, although an earlier run logged up to step %d (it was "
+            "stopped before its first checkpoint; they are written every %d steps and at each epoch end, "
+            "--set checkpoint.every_steps=N writes them more often)",
+            output,
+            max(int(r.get("step", 0)) for r in logged),
+            int(cfg["checkpoint"]["every_steps"]),
+        )
     if opts.init:
         from harmony_bench.pretrain.harmony_repo import load_harmony_repo
 
@@ -243,7 +258,7 @@ def _loop(
     total = epochs * steps_per_epoch
     stop = min(total, opts.max_steps) if opts.max_steps else total
     global_batch = batch * info.world
-    logger = RunLogger(output, cfg, info.main)
+    logger = RunLogger(output, cfg, info.main, start_step=step if opts.resume else None)
     bar = tqdm(
         total=stop, initial=step, disable=not info.main, desc=f"pretrain {cfg['method']}", dynamic_ncols=True
     )

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.suites.spec import Cell, Step, Suite
-from harmony_bench.suites.state import cell_status, read_state, state_dir, write_state
+from harmony_bench.suites.state import INTERRUPTED, cell_status, read_state, state_dir, take_lock, write_state
+from harmony_bench.suites.worker import PARENT_ENV
 
 PLACEHOLDER = re.compile(r"\{([A-Za-z0-9_.\-]+)\}")
 MANIFEST = "harmony_bench_synth.json"
@@ -54,6 +55,10 @@ class Paths:
     def cell_spec(self, cell_id: str) -> Path:
         """What the worker reads (and writes ``.result.json`` next to)."""
         return self.root / "cells" / f"{cell_id}.json"
+
+    def lock(self, cell_id: str) -> Path:
+        """The cell's lock file (held while the cell runs, see ``state``)."""
+        return self.root / "cells" / f"{cell_id}.lock"
 
     def step_out(self, step: str) -> Path:
         """A prerequisite step's own directory (``{out}``)."""
@@ -124,14 +129,23 @@ def needed_data(suite: Suite, cells: list[Cell]) -> list[str]:
 # --------------------------------------------------------------------------- processes
 
 
-def run_process(argv: list[str], log: Path) -> tuple[int, float, float]:
+def run_process(
+    argv: list[str], log: Path, pass_fds: tuple[int, ...] = (), env: dict[str, str] | None = None
+) -> tuple[int, float, float]:
     """Run ``argv``, output to ``log``; return (exit code, wall seconds, peak RSS in MiB) of that child."""
     log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with open(log, "ab") as out:
         out.write(f"\n$ {' '.join(argv)}   # {_now()}\n".encode())
         out.flush()
-        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            pass_fds=pass_fds,
+            env={**os.environ, **env} if env else None,
+        )
         try:
             _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not the sum of all children
         except BaseException:
@@ -399,8 +413,25 @@ def collect_job_results(state: dict[str, Any], paths: Paths) -> list[str]:
     return updated
 
 
-def run_cell(cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, Any]) -> dict[str, Any]:
-    """Run one cell in a worker process, keeping the state file current before and after."""
+def run_cell(cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, Any]) -> dict[str, Any] | None:
+    """Run one cell in a worker process, keeping the state file current before and after.
+
+    The cell's lock is taken first and shared with the worker (see ``state``); the worker dies with
+    this process.  Returns None, running nothing, when another live ``suite run`` holds the cell.
+    """
+    try:
+        lock = take_lock(paths.lock(cell.id))
+    except RuntimeError:
+        return None
+    try:
+        return _run_locked_cell(cell, spec, paths, state, lock)
+    finally:
+        os.close(lock)
+
+
+def _run_locked_cell(
+    cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, Any], lock: int
+) -> dict[str, Any]:
     spec_path = paths.cell_spec(cell.id)
     spec_path.parent.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
@@ -410,12 +441,14 @@ def run_cell(cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, An
     state["cells"][cell.id] = {
         "status": "running",
         "pid": os.getpid(),
+        "lock": str(paths.lock(cell.id)),
         "started": _now(),
         "attempts": attempts,
     }
     write_state(paths.state, state)
     argv = [sys.executable, "-m", "harmony_bench.suites.worker", str(spec_path)]
-    code, wall, rss = run_process(argv, paths.log(cell.id))
+    env = {PARENT_ENV: str(os.getpid())}
+    code, wall, rss = run_process(argv, paths.log(cell.id), pass_fds=(lock,), env=env)
     outcome = json.loads(result_path.read_text()) if result_path.exists() else {}
     entry = {"attempts": attempts, **outcome_entry(outcome, code, str(paths.log(cell.id)))}
     entry.update(cost_fields(outcome.get("cost") or {}, wall=wall, rss=rss))
@@ -487,7 +520,10 @@ def pending_cells(
         path = find_record(found, cell_identity(cell, suite, values))
         if path:
             state["cells"][cell.id] = {**entry, "status": "done", "record": path, "adopted": True}
-        elif status != "running":  # running: a live local run or a submitted Slurm job
+            continue
+        if status == "failed" and entry.get("status") == "running":  # its processes are gone
+            state["cells"][cell.id] = {**entry, "status": "failed", "finished": _now(), "error": INTERRUPTED}
+        if status != "running":  # running: a live local cell (its lock is held) or a submitted Slurm job
             todo.append(cell)
     return todo
 
@@ -512,6 +548,10 @@ def run_suite(suite: Suite, given_data: dict[str, Path] | None = None, cells: li
         for i, cell in enumerate(todo, 1):
             bar.set_description_str(f"cell {i}/{len(todo)} {cell.id}")
             entry = run_cell(cell, cell_spec(cell, suite, values), paths, state)
+            if entry is None:
+                bar.write(f"  skipped {cell.id}: running in another `suite run`")
+                bar.update(cell.task.est_s)
+                continue
             mark = "done  " if entry["status"] == "done" else "FAILED"
             bar.write(f"  {mark} {cell.id}  {entry['wall_s']:.1f} s, peak RSS {entry['peak_rss_mb']} MiB")
             if entry["error"]:

@@ -160,6 +160,10 @@ def _task_entry(path: Path, item: Any, preset: str | None) -> TaskEntry:
     check_keys(path, item, {"name"}, {"data", "preset", "set", "est_s"})
     spec = get_task(item["name"])
     data = item.get("data") or spec.dataset.get("synth_kind") or spec.dataset.get("name")
+    try:  # the protocol is the schema: a `set:` key must exist and its value must fit
+        spec.resolve_config(item.get("preset", preset), dict(item.get("set") or {}), "set:")
+    except ValueError as exc:
+        raise DataFileError(f"{path}: task {spec.name!r}: {exc}") from exc
     return TaskEntry(
         name=spec.name,
         data=str(data),
@@ -254,7 +258,9 @@ def parse_suite(data: dict[str, Any], path: Path, output: Path | None = None) ->
     synthetic = bool(data.get("synthetic", False))
     # Synthetic records never land next to real ones: their own tree, ignored by git.
     default = f"results/synthetic/{data['name']}" if synthetic else "results/records"
-    out = Path(output or data.get("output") or default)
+    # --output is the user's path: relative to the current directory, as `run --output` is; a path in
+    # the suite file (or the default) is relative to the checkout, where the suite files live.
+    out = Path(output).expanduser().absolute() if output else Path(data.get("output") or default)
     return Suite(
         name=data["name"],
         description=data["description"],

@@ -20,6 +20,35 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+# Set by ``suite run`` to its pid: the worker then dies with it instead of computing on as an orphan.
+PARENT_ENV = "HARMONY_BENCH_SUITE_PARENT"
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent: int) -> bool:
+    """Ask the kernel to kill this process when ``parent`` dies (Linux ``prctl(PR_SET_PDEATHSIG)``).
+
+    A ``suite run`` killed with ``kill -9`` cannot stop its worker itself; without this the worker
+    would compute on and a rerun would start the same cell beside it.  Returns whether the request
+    took effect (not on other systems; there the cell's lock still keeps a rerun off a live cell).
+    Exits at once when the parent is already gone (it died before the request was made).
+    """
+    import signal
+
+    armed = False
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import ctypes.util
+
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent:
+        os._exit(1)
+    return armed
+
 
 def _cuda() -> Any | None:
     """``torch.cuda`` if torch is already imported (a cell that never imported torch used no GPU)."""
@@ -94,6 +123,8 @@ def run_cell(spec: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Read the cell spec, run it, write ``<spec>.result.json`` with its cost; exit 0 when it completed."""
+    if os.environ.get(PARENT_ENV):
+        die_with_parent(int(os.environ.pop(PARENT_ENV)))
     spec_path = Path((argv or sys.argv[1:])[0])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     started = time.perf_counter()

@@ -19,10 +19,11 @@ from typing import Any
 
 from harmony_bench.paths import task_dirs
 from harmony_bench.registry import Registry, UnknownNameError, import_object, suggest
+from harmony_bench.tasks.schema import check_config, merge_overrides, parse_constraints, preset_key_errors
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
 REQUIRED_KEYS = {"name", "description", "runner", "protocol_version", "dataset", "config", "metrics"}
-OPTIONAL_KEYS = {"presets", "default_preset", "sources", "preset_docs", "deviations", "notes"}
+OPTIONAL_KEYS = {"presets", "default_preset", "sources", "preset_docs", "deviations", "notes", "constraints"}
 PRESET_DOC_KEYS = {"summary", "sources", "deviations"}
 
 # Tasks the suite will support but whose protocols have not landed yet.  `run`
@@ -51,17 +52,34 @@ class TaskSpec:
     preset_docs: dict[str, dict[str, Any]] = field(default_factory=dict)
     deviations: list[str] = field(default_factory=list)
     notes: str | None = None
+    constraints: dict[str, Any] = field(default_factory=dict)
     path: str | None = None
 
-    def resolve_config(self, preset: str | None, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """The protocol config with a preset and then explicit overrides merged in (deep merge)."""
+    def resolve_config(
+        self, preset: str | None, overrides: dict[str, Any] | None = None, what: str = "the overrides"
+    ) -> dict[str, Any]:
+        """The protocol config with a preset and then explicit overrides merged in, checked.
+
+        The protocol file is the schema (``harmony_bench.tasks.schema``): an override must name a key of
+        ``config`` (or add one with ``+``) and every value must fit its default's type and the protocol's
+        ``constraints``.  ``what`` names the overrides in errors (``--set``, a suite's ``set:``).
+
+        Raises:
+            ProtocolKeyError: an unknown key (the message names the closest real one).
+            ProtocolValueError: a value of the wrong type or outside its range or choices.
+        """
         preset = preset or self.default_preset
         config = copy.deepcopy(self.config)
         if preset is not None:
             if preset not in self.presets:
                 raise UnknownNameError(suggest(preset, sorted(self.presets), f"preset of task {self.name!r}"))
-            config = deep_merge(config, self.presets[preset])
-        return deep_merge(config, overrides or {})
+            config = merge_overrides(config, self.presets[preset], f"preset {preset!r}", self.config)
+        config = merge_overrides(config, overrides or {}, f"{what} of task {self.name!r}", self.config)
+        return check_config(self.config, config, self.parsed_constraints(), self.name)
+
+    def parsed_constraints(self) -> dict[str, Any]:
+        """The ``constraints:`` section as ``Constraint`` objects (checked when the file was read)."""
+        return parse_constraints(self.config, self.constraints, self.path or self.name)
 
     def preset_doc(self, preset: str | None) -> dict[str, Any]:
         """The ``preset_docs`` entry of ``preset`` (default preset when None); empty when undocumented."""
@@ -105,7 +123,61 @@ def task_from_file(path: Path) -> TaskSpec:
         if not isinstance(metric, dict) or {"name", "higher_is_better"} - metric.keys():
             raise DataFileError(f"{path}: each metric needs 'name' and 'higher_is_better', got {metric!r}")
     _check_docs(path, data)
-    return TaskSpec(**data, path=str(path))
+    spec = TaskSpec(**data, path=str(path))
+    check_schema(spec)
+    return spec
+
+
+def check_schema(spec: TaskSpec) -> None:
+    """The protocol file as a schema: constraints name real keys; each preset sets real keys to valid values.
+
+    Raises:
+        DataFileError: naming the file, the preset and the key (every key a preset sets must exist in
+            ``config``; a value a preset sets must fit the key's type and constraints).
+    """
+    path = spec.path or spec.name
+    if not isinstance(spec.config, dict) or not isinstance(spec.presets or {}, dict):
+        raise DataFileError(f"{path}: config and presets must be mappings")
+    try:
+        spec.parsed_constraints()
+    except ValueError as exc:
+        raise DataFileError(str(exc)) from exc
+    for name, preset in (spec.presets or {}).items():
+        if not isinstance(preset, dict):
+            raise DataFileError(
+                f"{path}: preset {name!r} must be a mapping of config overrides, got {preset!r}"
+            )
+        added = [k for k in _keys(preset) if k.startswith("+")]
+        if added:
+            raise DataFileError(
+                f"{path}: preset {name!r} adds {added[0]!r}: a preset may only set keys of config (add the "
+                "key to config with its default instead)"
+            )
+        problems = preset_key_errors(spec.config, preset, name)
+        if problems:
+            raise DataFileError(
+                f"{path}: {problems[0]} (every key a preset sets must exist in config: add it there with its "
+                "default, or fix the preset)"
+            )
+        try:
+            spec.resolve_config(name)
+        except ValueError as exc:
+            raise DataFileError(
+                f"{path}: preset {name!r}: {exc} (fix the preset, or declare what the key allows under "
+                "constraints:)"
+            ) from exc
+    if spec.default_preset is not None and spec.default_preset not in (spec.presets or {}):
+        raise DataFileError(f"{path}: default_preset {spec.default_preset!r} is not one of the presets")
+
+
+def _keys(mapping: dict[str, Any], free: tuple[str, ...] = ("cfg_options",)) -> list[str]:
+    """Every key of a nested mapping (not below ``cfg_options``, whose keys are mmengine's)."""
+    out = []
+    for key, value in mapping.items():
+        out.append(str(key))
+        if isinstance(value, dict) and str(key).lstrip("+") not in free:
+            out += _keys(value, free)
+    return out
 
 
 def _check_docs(path: Path, data: dict[str, Any]) -> None:

@@ -20,8 +20,12 @@ _after_train_iter = None
 
 
 def preflight(context: TaskContext) -> None:
-    """Reject a missing or mis-laid dataset, an unknown size or a config that cannot be built, up front."""
-    resolve_root(context.options.data_root)
+    """Refuse a missing or mis-laid dataset, bad annotations, an unknown size or a bad config, up front."""
+    from harmony_bench.paths import default_results_dir
+    from harmony_bench.tasks.ade20k.validate import cache_dir, check_dataset
+
+    root = resolve_root(context.options.data_root)
+    check_dataset(root, cache_dir(context.options.output or default_results_dir()))
     build_config(context)  # e.g. a batch that does not split over the processes, a bad --cfg-options key
 
 

@@ -74,9 +74,15 @@ def knn_evaluate(
 
 
 def preflight(context: TaskContext) -> None:
-    """Fail before the run when the dataset is missing or the variant name is wrong."""
+    """Fail before the run when the dataset is missing, the variant name is wrong or report_k is not a k."""
     check_data(context, ["train", "val"])
     Variant.parse(context.config["features"]["variant"])
+    settings = context.config["knn"]
+    ks = [int(k) for k in settings["ks"]]
+    if int(settings.get("report_k", ks[0])) not in ks:
+        raise ValueError(
+            f"knn.report_k {settings['report_k']} is not one of knn.ks {ks}: add it to ks or pick one"
+        )
 
 
 def run(context: TaskContext) -> TaskOutcome:
