@@ -15,6 +15,8 @@ from typing import Any
 
 import torch
 
+from harmony_bench.atomic import atomic_write_text
+
 IDENTITY_FILE = "harmony-run-identity.json"
 
 
@@ -133,10 +135,7 @@ def guard_resume(work_dir: Path, identity: dict[str, Any], resume: bool) -> bool
                 f"{describe_difference(stored, identity)}. Pass another --work-dir, or start over with "
                 "--no-resume"
             )
-    work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = sidecar.with_suffix(".tmp")
-    tmp.write_text(json.dumps(identity, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, sidecar)
+    atomic_write_text(sidecar, json.dumps(identity, indent=2, sort_keys=True))
     return resume and has_checkpoint
 
 

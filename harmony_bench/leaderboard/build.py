@@ -16,6 +16,7 @@ from typing import Any
 
 import pandas as pd
 
+from harmony_bench.atomic import atomic_write_bytes
 from harmony_bench.leaderboard.comparison import Reproduction, SourceTable, reproductions, source_tables
 from harmony_bench.tables import measurement_tag, natural_key, summarize, table_notes
 
@@ -150,12 +151,7 @@ def write_files(files: dict[str, bytes], out_dir: Path) -> list[Path]:
     """Write the generated files (each atomically) and remove stale figures; return the written paths."""
     written = []
     for rel, data in sorted(files.items()):
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(atomic_write_bytes(out_dir / rel, data))
     for old in sorted((out_dir / FIGURE_DIR).glob("*")) if (out_dir / FIGURE_DIR).is_dir() else []:
         if f"{FIGURE_DIR}/{old.name}" not in files and old.suffix in (".png", ".svg"):
             old.unlink()

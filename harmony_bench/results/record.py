@@ -20,9 +20,9 @@ group and every number says which way is better.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import enum
-import errno
 import hashlib
 import json
 import math
@@ -35,12 +35,12 @@ from datetime import date, datetime, time, timezone
 from pathlib import Path, PurePath
 from typing import Any
 
+from harmony_bench.atomic import publish_new
 from harmony_bench.results.validate import RecordError, read_record_file, validate_record
 
 SCHEMA_VERSION = 1
 # The runner puts task work dirs under the records dir; mmengine writes its own *.json logs there.
 SKIP_DIRS = frozenset({"work"})
-_NO_HARDLINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME_PART = 64
 
@@ -253,54 +253,6 @@ def record_filename(record: dict[str, Any]) -> str:
     return "__".join(parts) + ".json"
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the new directory entry durable; not possible (nor needed) on every OS."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _exists_error(final: Path) -> FileExistsError:
-    return FileExistsError(
-        errno.EEXIST, "a result record of this name exists; records are never overwritten", str(final)
-    )
-
-
-def _copy_exclusive(tmp: Path, final: Path) -> None:
-    """Publish without hard links (some FUSE/SMB mounts): exclusive create, so still never overwrites."""
-    try:
-        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        raise _exists_error(final) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(tmp.read_bytes())
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        final.unlink(missing_ok=True)
-        raise
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Give the finished temp file its final name, failing if that name is taken."""
-    try:
-        os.link(tmp, final)
-    except FileExistsError:
-        raise _exists_error(final) from None
-    except OSError as exc:
-        if exc.errno not in _NO_HARDLINK_ERRNOS:
-            raise
-        _copy_exclusive(tmp, final)
-
-
 def write_record(record: dict[str, Any], out_dir: Path) -> Path:
     """Validate ``record`` and write it under ``out_dir`` atomically; return the new file's path.
 
@@ -314,21 +266,15 @@ def write_record(record: dict[str, Any], out_dir: Path) -> Path:
         raise RecordError(
             out_dir, problems, summary=f"refusing to write an invalid result record to {out_dir}"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / record_filename(record)
-    # Hidden and not *.json: a reader scanning the directory never sees a half-written record.
-    tmp = out_dir / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & umask, unlike mkstemp's 0o600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(out_dir)
+
+    def dump(handle: Any) -> None:
+        json.dump(record, codecs.getwriter("utf-8")(handle), indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write(b"\n")
+
+    # publish_new: hidden temp name (a reader scanning for *.json never sees a half-written record), then a
+    # hard link into place, which fails on an existing name: records are never overwritten.
+    publish_new(final, dump)
     return final
 
 

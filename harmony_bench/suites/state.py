@@ -23,6 +23,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from harmony_bench.atomic import atomic_write_json
+
 STATES = ("pending", "running", "done", "failed")
 
 
@@ -46,14 +48,7 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Replace the state file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_json(path, state)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harmony_bench.atomic import atomic_write_json
+
 # Set by ``suite run`` to its pid: the worker then dies with it instead of computing on as an orphan.
 PARENT_ENV = "HARMONY_BENCH_SUITE_PARENT"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -131,9 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run_cell(spec)
     outcome["cost"] = measure_cost(time.perf_counter() - started)
     result = spec_path.with_suffix(".result.json")
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome, indent=2), encoding="utf-8")
-    tmp.replace(result)
+    atomic_write_json(result, outcome, sort_keys=False)
     if outcome["error"]:
         print(f"error: {outcome['error']}", file=sys.stderr)
     return 0 if outcome["state"] == "completed" else 1

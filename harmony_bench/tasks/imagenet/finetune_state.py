@@ -29,6 +29,8 @@ import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harmony_bench.atomic import atomic_write, atomic_write_text
+
 if TYPE_CHECKING:
     import torch
 
@@ -194,32 +196,6 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not every platform can open a directory
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(work_dir: Path, payload: dict[str, Any]) -> Path:
     """Write the epoch checkpoint and then its sidecar, each atomically; returns the .pt path.
 
@@ -229,10 +205,10 @@ def save_checkpoint(work_dir: Path, payload: dict[str, Any]) -> Path:
 
     pt_path, json_path = checkpoint_paths(work_dir)
     payload = {"format": CHECKPOINT_FORMAT, **payload}
-    _atomic_write(pt_path, lambda handle: torch.save(payload, handle))
+    atomic_write(pt_path, lambda handle: torch.save(payload, handle))
     sidecar = {key: payload[key] for key in ("format", "identity_hash", "epoch", "identity")}
     text = json.dumps(sidecar, indent=1, sort_keys=True, default=str) + "\n"
-    _atomic_write(json_path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write_text(json_path, text)
     return pt_path
 
 
