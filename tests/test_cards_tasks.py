@@ -2,7 +2,7 @@ import pytest
 
 from harmony_bench.cards import card_from_file, get_card, list_cards, load_cards
 from harmony_bench.registry import UnknownNameError
-from harmony_bench.tasks import TaskNotAvailableError, deep_merge, get_task
+from harmony_bench.protocols import TaskNotAvailableError, deep_merge, get_task
 from harmony_bench.yaml_io import DataFileError
 
 from .conftest import REPO_ROOT
@@ -47,7 +47,7 @@ def test_unknown_backbone_suggests():
 
 
 def test_planned_task_is_not_available_yet(monkeypatch):
-    from harmony_bench.tasks import PLANNED_TASKS
+    from harmony_bench.protocols import PLANNED_TASKS
 
     monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
     with pytest.raises(TaskNotAvailableError, match="not available yet"):
@@ -55,7 +55,7 @@ def test_planned_task_is_not_available_yet(monkeypatch):
 
 
 def test_unknown_task_suggests_planned_and_available(toy_task, monkeypatch):
-    from harmony_bench.tasks import PLANNED_TASKS
+    from harmony_bench.protocols import PLANNED_TASKS
 
     monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
     with pytest.raises(UnknownNameError, match="Did you mean 'depth-nyu'"):

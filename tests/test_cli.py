@@ -22,7 +22,7 @@ def test_every_subcommand_has_help_with_examples(capsys):
 @pytest.fixture
 def planned(monkeypatch) -> str:
     """A task that is planned but not implemented (the real ones land over time)."""
-    from harmony_bench.tasks import PLANNED_TASKS
+    from harmony_bench.protocols import PLANNED_TASKS
 
     monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
     return "depth-nyu"

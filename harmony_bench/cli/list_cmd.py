@@ -8,7 +8,7 @@ from typing import Any
 
 from harmony_bench.cards import backbone_aliases, list_cards
 from harmony_bench.cli._help import add_command
-from harmony_bench.tasks import PLANNED_TASKS, task_registry
+from harmony_bench.protocols import PLANNED_TASKS, task_registry
 
 EXAMPLES = """  harmony-bench list backbones
   harmony-bench list tasks

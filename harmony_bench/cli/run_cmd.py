@@ -89,7 +89,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """Turn ``a.b=1`` pairs into a nested mapping; values are parsed as YAML scalars.
 
     ``+a.b=1`` adds a key the protocol does not have (every part is marked ``+``, see
-    ``harmony_bench.tasks.schema``); without the ``+`` an unknown key is refused when the config resolves.
+    ``harmony_bench.protocol_schema``); without the ``+`` an unknown key is refused when the config resolves.
     """
     overrides: dict[str, Any] = {}
     for pair in pairs:
@@ -110,7 +110,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``--set`` pairs plus what ``--resume`` and ``--cfg-options`` mean in protocol terms."""
-    from harmony_bench.tasks import deep_merge, get_task
+    from harmony_bench.protocols import deep_merge, get_task
 
     overrides = parse_overrides(args.overrides)
     if args.resume is not None:
@@ -153,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
     """Run and print where the record went (and, first, what the backbone name and data became)."""
     from harmony_bench.runner import RunOptions, resolve, smoke_data
     from harmony_bench.runner import run as run_task
-    from harmony_bench.tasks import get_task
+    from harmony_bench.protocols import get_task
 
     if args.checkpoint and not Path(args.checkpoint).expanduser().is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist or is not a file")

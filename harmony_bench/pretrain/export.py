@@ -13,9 +13,7 @@ loads it exactly.  A ViT-B/16 Harmony export also loads through the stock card
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 

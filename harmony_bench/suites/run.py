@@ -252,7 +252,7 @@ class CellIdentity:
 def cell_identity(cell: Cell, suite: Suite, values: dict[str, str]) -> CellIdentity:
     """The identity of ``cell``'s result, computed without running it (``values``: step outputs)."""
     from harmony_bench.results import config_hash
-    from harmony_bench.tasks import get_task
+    from harmony_bench.protocols import get_task
 
     task = get_task(cell.task.name)
     config = task.resolve_config(cell.task.preset, cell.task.overrides)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.dense import protocol
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.ade20k.data import resolve_root, split_sizes
 
 # Test hook: called as (iteration, work_dir) after every training iteration (tests simulate crashes).
@@ -137,4 +137,4 @@ def _dataset_identity(root: Path) -> dict[str, Any]:
     }
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.dense import protocol
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.coco.data import annotation_file, check_root, split_sizes
 from harmony_bench.tasks.coco.heads import shrink_heads
 
@@ -187,4 +187,4 @@ def _dataset_identity(root: Path) -> dict[str, Any]:
     }
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

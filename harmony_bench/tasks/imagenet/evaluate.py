@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.imagenet.common import AMP_DTYPES, check_data, data_report, percent
 
 if TYPE_CHECKING:
@@ -157,4 +157,4 @@ def _save_logits(
     return path
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.atomic import atomic_write
-from harmony_bench.results.record import config_hash
+from harmony_bench.results.canonical import config_hash
 from harmony_bench.tasks.imagenet.common import autocast, batches, make_loader
 
 if TYPE_CHECKING:

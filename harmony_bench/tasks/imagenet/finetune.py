@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.imagenet import finetune_recipe as recipe
 from harmony_bench.tasks.imagenet import finetune_state as state
 from harmony_bench.tasks.imagenet.common import (
@@ -561,4 +561,4 @@ def history_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

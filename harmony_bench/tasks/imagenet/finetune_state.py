@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any

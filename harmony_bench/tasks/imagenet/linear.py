@@ -43,7 +43,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.imagenet import linear_data, linear_heads
 from harmony_bench.tasks.imagenet.common import AMP_DTYPES, check_data, data_report, write_json_artifact
 from harmony_bench.tasks.imagenet.features import STORAGE_DTYPES, Variant
@@ -511,4 +511,4 @@ def _precision(amp: str, device: torch.device) -> str:
     return f"{amp} autocast"
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.imagenet.common import autocast, load_for_protocol, select_device
 from harmony_bench.tasks.retrieval.data import CaptionSet, ImageFiles, read_captions
 
@@ -173,4 +173,4 @@ def run(context: TaskContext) -> TaskOutcome:
     return TaskOutcome(metrics=metrics, dataset=dataset)
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)
