@@ -123,7 +123,7 @@ def guard_resume(work_dir: Path, identity: dict[str, Any], resume: bool) -> bool
 
     Writes the identity sidecar for this run (after any refusal), so the next run can check it.
     """
-    from harmony_bench.tasks.imagenet.finetune_state import CheckpointMismatchError, describe_difference
+    from harmony_bench.run_identity import CheckpointMismatchError, describe_difference
 
     sidecar = work_dir / IDENTITY_FILE
     has_checkpoint = (work_dir / "last_checkpoint").is_file()

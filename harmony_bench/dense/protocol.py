@@ -136,7 +136,7 @@ def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = No
     import torch
 
     from harmony_bench.dense.mm_run import guard_resume, train_and_evaluate
-    from harmony_bench.tasks.imagenet.finetune_state import run_identity
+    from harmony_bench.run_identity import run_identity
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     device = "cuda" if torch.cuda.is_available() else "cpu"

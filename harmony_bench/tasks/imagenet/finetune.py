@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
+from harmony_bench.run_identity import CheckpointMismatchError, identity_hash, run_identity
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.imagenet import finetune_recipe as recipe
 from harmony_bench.tasks.imagenet import finetune_state as state
@@ -203,7 +204,7 @@ def preflight(context: TaskContext) -> None:
     root = check_data(context, ["train", "val"])
     check_config(context.config)
     device = select_device(context.config.get("device"))
-    identity = state.run_identity(context, root, world_size_from_env(), device.type)
+    identity = run_identity(context, root, world_size_from_env(), device.type)
     state.check_resumable(context.work_dir, identity, bool(context.config["checkpointing"]["resume"]))
 
 
@@ -426,8 +427,8 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     from harmony_bench.data.imagenet import dataset_identity
 
     config, seed = context.config, context.options.seed
-    identity = state.run_identity(context, root, proc.world, device.type)
-    digest = state.identity_hash(identity)
+    identity = run_identity(context, root, proc.world, device.type)
+    digest = identity_hash(identity)
     sidecar = state.check_resumable(context.work_dir, identity, bool(config["checkpointing"]["resume"]))
     micro, accum = batch_plan(config, proc.world)
     prep = recipe.preprocessing(context)
@@ -474,7 +475,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     if sidecar is not None:
         payload = state.load_checkpoint(pt_path)
         if payload["identity_hash"] != digest:  # the sidecar said yes; the .pt is authoritative
-            raise state.CheckpointMismatchError(f"{pt_path} was written under another configuration")
+            raise CheckpointMismatchError(f"{pt_path} was written under another configuration")
         trainer.load_state_dict(payload)
         state.restore_rng(payload["rng"], generator)
         start = int(payload["epoch"])

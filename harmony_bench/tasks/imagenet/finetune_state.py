@@ -2,13 +2,12 @@
 
 A fine-tuning run writes ``<work_dir>/finetune-checkpoint.pt`` after every epoch (model, optimizer,
 scheduler, grad scaler, completed epochs, optimizer updates, per-epoch history and RNG states) and a
-small ``finetune-checkpoint.json`` beside it (identity, its hash, epoch), each written to a temp file
-in the same directory, fsynced and published with ``os.replace``: a crash never leaves a torn file.
+small ``finetune-checkpoint.json`` beside it (identity, its hash, epoch), each written atomically
+(:mod:`harmony_bench.atomic`): a crash never leaves a torn file.
 
-The *run identity* is everything that can change the numbers: task, protocol version, the resolved
-config (less ``checkpointing``, which only says what to do with an existing checkpoint), backbone and
-checkpoint sha256, seed, world size, device type and dataset root.  A checkpoint is resumed only
-under the same identity hash; one made under another identity is refused with the keys that differ.
+A checkpoint is resumed only under the same run identity hash (:mod:`harmony_bench.run_identity`, shared
+with the linear probe, ADE20K and COCO); one made under another identity is refused with the keys that
+differ.
 
 Exact resume.  Every epoch starts by re-seeding Python, NumPy, torch and the data-loader generator
 from ``(seed, epoch, rank)`` (:func:`seed_epoch`), and the sampler is ``DistributedSampler`` with
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.atomic import atomic_write, atomic_write_text
+from harmony_bench.run_identity import CheckpointMismatchError, describe_difference, identity_hash
 
 if TYPE_CHECKING:
     import torch
@@ -39,62 +39,12 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "finetune-checkpoint.pt"
 SIDECAR_NAME = "finetune-checkpoint.json"
-# Config blocks that never change the numbers (what to do with an existing checkpoint): not hashed.
-CONTROL_KEYS = ("checkpointing",)
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointMismatchError(ValueError):
-    """The work dir holds a checkpoint of a run with another identity (config, backbone, seed ...)."""
-
-
-def run_identity(context: TaskContext, root: Path, world_size: int, device_type: str) -> dict[str, Any]:
-    """Everything that can change the numbers of this run (hashed to decide whether to resume)."""
-    from harmony_bench.runner import backbone_identity
-
-    backbone = backbone_identity(context.card, context.options.checkpoint)
-    return {
-        "task": context.task.name,
-        "protocol_version": context.task.protocol_version,
-        "config": {k: v for k, v in context.config.items() if k not in CONTROL_KEYS},
-        "backbone": {"name": backbone["name"], "checkpoint": backbone["checkpoint"]},
-        "seed": context.options.seed,
-        "world_size": world_size,
-        "device": device_type,
-        "data_root": str(root),
-    }
-
-
-def identity_hash(identity: dict[str, Any]) -> str:
-    """sha256 of the identity's canonical JSON (key order does not matter)."""
-    from harmony_bench.results import config_hash
-
-    return config_hash(identity)
 
 
 def checkpoint_paths(work_dir: Path) -> tuple[Path, Path]:
     """``(checkpoint .pt, sidecar .json)`` in ``work_dir``."""
     return work_dir / CHECKPOINT_NAME, work_dir / SIDECAR_NAME
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): node}
-
-
-def describe_difference(stored: dict[str, Any], current: dict[str, Any], limit: int = 8) -> str:
-    """``key: stored (checkpoint) vs current (this run)`` for the first ``limit`` differing keys."""
-    old, new = _flatten(stored), _flatten(current)
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
-    lines = [
-        f"{k}: {old.get(k, '<absent>')!r} (checkpoint) vs {new.get(k, '<absent>')!r} (this run)" for k in keys
-    ]
-    more = f"; and {len(lines) - limit} more" if len(lines) > limit else ""
-    return "; ".join(lines[:limit]) + more if lines else "(no key differs; the hash format changed)"
 
 
 def check_resumable(work_dir: Path, identity: dict[str, Any], resume: bool) -> dict[str, Any] | None:

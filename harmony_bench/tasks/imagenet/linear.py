@@ -43,6 +43,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harmony_bench.run_identity import run_identity
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.imagenet import linear_data, linear_heads
 from harmony_bench.tasks.imagenet.common import AMP_DTYPES, check_data, data_report, write_json_artifact
@@ -127,28 +128,18 @@ def preflight(context: TaskContext) -> None:
     world = world_size_from_env()
     if world > 1 and context.config["mode"] == "cached":
         raise ValueError("mode cached runs in one process; run it without torchrun (it trains in seconds)")
-    identity = _identity(context, root, world, select_device(context.config.get("device")).type)
+    identity = run_identity(context, root, world, select_device(context.config.get("device")).type)
     _resumable(context, identity)
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _identity(context: TaskContext, root: Path, world: int, device_type: str) -> dict[str, Any]:
-    from harmony_bench.tasks.imagenet.finetune_state import run_identity
-
-    return run_identity(context, root, world, device_type)
-
-
 def _resumable(context: TaskContext, identity: dict[str, Any]) -> Path | None:
     """The checkpoint to resume from, None to start fresh, or refuse one of another identity."""
     import json
 
-    from harmony_bench.tasks.imagenet.finetune_state import (
-        CheckpointMismatchError,
-        describe_difference,
-        identity_hash,
-    )
+    from harmony_bench.run_identity import CheckpointMismatchError, describe_difference, identity_hash
 
     pt_path, json_path = context.work_dir / CHECKPOINT_NAME, context.work_dir / SIDECAR_NAME
     if not pt_path.is_file():
@@ -367,11 +358,12 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     from harmony_bench.tasks.imagenet.features import FeatureSpec, variant_features
     from harmony_bench.tasks.imagenet.finetune import barrier
     from harmony_bench.tasks.imagenet.finetune_recipe import preprocessing
-    from harmony_bench.tasks.imagenet.finetune_state import identity_hash, seed_epoch
+    from harmony_bench.run_identity import identity_hash
+    from harmony_bench.tasks.imagenet.finetune_state import seed_epoch
 
     config, seed = context.config, context.options.seed
     variants = check_config(config)
-    identity = _identity(context, root, proc.world, device.type)
+    identity = run_identity(context, root, proc.world, device.type)
     resume_from = _resumable(context, identity)
     payload = _load(resume_from) if resume_from is not None else None
     fresh = payload is None
