@@ -257,11 +257,6 @@ def _default_output() -> Path:
 
 def _dataset_guess(options: RunOptions, spec: TaskSpec) -> dict[str, Any]:
     """Dataset block for a run that failed before the task could describe its data."""
-    root = options.data_root
-    manifest = root / "harmony_bench_synth.json" if root else None
-    return {
-        "name": spec.dataset.get("name", spec.name),
-        "root": str(root) if root else None,
-        "synthetic": bool(manifest and manifest.is_file()),
-        "manifest": None,
-    }
+    from harmony_bench.data.identity import unread_dataset_block
+
+    return unread_dataset_block(spec.dataset.get("name", spec.name), options.data_root)

@@ -133,7 +133,7 @@ def test_demo_suite_is_declared_and_its_backbone_runs(capsys, tmp_path):
     """
     from harmony_bench.cli.demo_cmd import show_backbone
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import data_root
+    from harmony_bench.suites.plan import data_root
 
     assert main(["suite", "show", "demo", "--output", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out

@@ -71,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     from harmony_bench.cli.list_cmd import backbone_rows, format_text, task_rows
     from harmony_bench.cli.suite_cmd import write_outputs
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import data_root, run_suite
+    from harmony_bench.suites.local import run_suite
+    from harmony_bench.suites.plan import data_root
     from harmony_bench.suites.state import cell_status
 
     suite = load_suite(DEMO_SUITE, args.out)

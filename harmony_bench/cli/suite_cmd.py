@@ -84,8 +84,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     """The cells, their status and cost from the state file."""
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import collect_job_results, suite_paths
-    from harmony_bench.suites.state import cell_status, read_state
+    from harmony_bench.suites.jobs import collect_job_results
+    from harmony_bench.suites.state import cell_status, read_state, suite_paths
 
     suite = load_suite(args.suite, args.output)
     paths = suite_paths(suite)
@@ -110,7 +110,7 @@ def cell_cost(entry: dict[str, Any]) -> str:
 def run_run(args: argparse.Namespace) -> int:
     """Run (or submit) the missing cells, then write the table and, for synthetic suites, the leaderboard."""
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import run_suite
+    from harmony_bench.suites.local import run_suite
     from harmony_bench.suites.state import cell_status
 
     suite = load_suite(args.suite, args.output)
@@ -145,7 +145,7 @@ def run_run(args: argparse.Namespace) -> int:
 def write_outputs(suite: Any) -> None:
     """The comparison table (printed and saved) and, for a synthetic suite, its own leaderboard files."""
     from harmony_bench.leaderboard import build_leaderboard, write_files
-    from harmony_bench.leaderboard.build import HEADLINE_METRICS
+    from harmony_bench.leaderboard.board import HEADLINE_METRICS
     from harmony_bench.results import iter_records
     from harmony_bench.tables import build_table
 
@@ -172,7 +172,7 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"warning: skipped malformed record {path}: {'; '.join(problems)}", file=sys.stderr)
     checks = suite_checks(suite, records)
     if not checks:  # nothing published to compare with: show what was measured
-        from harmony_bench.leaderboard.build import HEADLINE_METRICS
+        from harmony_bench.leaderboard.board import HEADLINE_METRICS
         from harmony_bench.tables import build_table
 
         print(f"suite {suite.name} declares no published values to compare with; measured so far:")

@@ -1,7 +1,8 @@
 """The leaderboard: ``results/LEADERBOARD.md``, ``results/leaderboard.html`` and figures, from the records.
 
-``build`` collects and generates (deterministically, in memory), ``markdown``
-and ``html_page`` render, ``figures`` draws with matplotlib.  CI runs
+``board`` collects the records into the board model, ``markdown`` and
+``html_page`` render it, ``figures`` draws with matplotlib, and ``build``
+generates every file (deterministically, in memory) and writes them.  CI runs
 ``harmony-bench leaderboard --check`` so the committed files can never drift
 from the committed records.
 """

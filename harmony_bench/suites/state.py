@@ -19,10 +19,15 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harmony_bench.atomic import atomic_write_json
+
+if TYPE_CHECKING:
+    from harmony_bench.suites.spec import Suite
 
 STATES = ("pending", "running", "done", "failed")
 
@@ -30,6 +35,11 @@ STATES = ("pending", "running", "done", "failed")
 def state_dir(output: Path, suite: str) -> Path:
     """Hidden, so record scans (which skip hidden directories) never read the state or logs as records."""
     return Path(output) / ".suite" / suite
+
+
+def now() -> str:
+    """UTC now as the state file writes it."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -132,3 +142,36 @@ def cell_alive(entry: dict[str, Any]) -> bool:
 
 
 INTERRUPTED = "interrupted: the suite run or its worker was killed before the cell finished"
+
+
+@dataclass
+class Paths:
+    """Where a suite keeps its bookkeeping."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        """The state file."""
+        return self.root / "state.json"
+
+    def log(self, name: str) -> Path:
+        """A cell's or step's log file."""
+        return self.root / "logs" / f"{name}.log"
+
+    def cell_spec(self, cell_id: str) -> Path:
+        """What the worker reads (and writes ``.result.json`` next to)."""
+        return self.root / "cells" / f"{cell_id}.json"
+
+    def lock(self, cell_id: str) -> Path:
+        """The cell's lock file (held while the cell runs, see ``state``)."""
+        return self.root / "cells" / f"{cell_id}.lock"
+
+    def step_out(self, step: str) -> Path:
+        """A prerequisite step's own directory (``{out}``)."""
+        return self.root / "steps" / step
+
+
+def suite_paths(suite: Suite) -> Paths:
+    """The suite's bookkeeping directory under its output."""
+    return Paths(state_dir(suite.output, suite.name))

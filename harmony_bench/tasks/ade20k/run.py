@@ -125,16 +125,9 @@ def run(context: TaskContext) -> TaskOutcome:
 
 
 def _dataset_identity(root: Path) -> dict[str, Any]:
-    from harmony_bench.data.imagenet import read_manifest
+    from harmony_bench.data.identity import dataset_block
 
-    manifest = read_manifest(root) or read_manifest(root.parent)
-    return {
-        "name": "ade20k-synthetic" if manifest else "ade20k",
-        "root": str(root.resolve()),
-        "synthetic": manifest is not None,
-        "splits": split_sizes(root),
-        "manifest": manifest,
-    }
+    return dataset_block(root, "ade20k", "ade20k-synthetic", manifest_in_parent=True, splits=split_sizes(root))
 
 
 RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -175,16 +175,9 @@ def record_metrics(metrics: dict[str, float]) -> dict[str, Any]:
 
 
 def _dataset_identity(root: Path) -> dict[str, Any]:
-    from harmony_bench.data.imagenet import read_manifest
+    from harmony_bench.data.identity import dataset_block
 
-    manifest = read_manifest(root)
-    return {
-        "name": "coco-synthetic" if manifest else "coco-2017",
-        "root": str(root.resolve()),
-        "synthetic": manifest is not None,
-        "splits": split_sizes(root),
-        "manifest": manifest,
-    }
+    return dataset_block(root, "coco-2017", "coco-synthetic", splits=split_sizes(root))
 
 
 RUNNER = TaskRunner(run=run, preflight=preflight)
