@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import random
 import re
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from harmony_bench.cards import BackboneCard
 from harmony_bench.models.names import ResolvedBackbone
 from harmony_bench.preflight import check_checkpoint, check_writable_dir
 from harmony_bench.protocols import TaskSpec, get_task
+from harmony_bench.runtime import is_main_process
 from harmony_bench.threads import configure_threads, max_workers
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
 
 def _is_main_process() -> bool:
     """Whether this process writes the record: under torchrun only rank 0 does, so one run is one record."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return is_main_process()
 
 
 def _preflight(spec: TaskSpec, context: TaskContext) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.atomic import atomic_write_json
+from harmony_bench.runtime import world_size
 from harmony_bench.suites.state import now
 
 # Set by ``suite run`` to its pid: the worker then dies with it instead of computing on as an orphan.
@@ -71,7 +72,7 @@ def gpus_used(cuda: Any | None = None, environ: Mapping[str, str] = os.environ) 
     if cuda is None or not cuda.is_available() or not cuda.is_initialized():
         return 0
     local = sum(1 for i in range(cuda.device_count()) if cuda.max_memory_allocated(i) > 0)
-    return local * max(1, int(environ.get("WORLD_SIZE") or 1))
+    return local * max(1, world_size(environ))
 
 
 def peak_gpu_mem_mb(cuda: Any | None = None) -> float | None:

@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 
 from harmony_bench.atomic import atomic_write
 from harmony_bench.results.canonical import config_hash
-from harmony_bench.tasks.imagenet.common import autocast, batches, make_loader
+from harmony_bench.runtime import autocast
+from harmony_bench.tasks.imagenet.common import batches, make_loader
 
 if TYPE_CHECKING:
     import torch

@@ -42,13 +42,26 @@ from typing import TYPE_CHECKING, Any
 from harmony_bench.results import metric
 from harmony_bench.run_identity import CheckpointMismatchError, identity_hash, run_identity
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
+from harmony_bench.runtime import (
+    ProcessGroup,
+    all_reduce_sum,
+    autocast,
+    barrier,
+    check_amp,
+    default_device_type,
+    effective_amp,
+    init_process_group,
+    precision_label,
+    rank_device,
+    select_device,
+    world_size,
+)
 from harmony_bench.tasks.imagenet import finetune_recipe as recipe
 from harmony_bench.tasks.imagenet import finetune_state as state
 from harmony_bench.tasks.imagenet.common import (
     check_data,
     data_report,
     percent,
-    select_device,
     topk_correct,
     write_json_artifact,
 )
@@ -58,85 +71,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 log = logging.getLogger(__name__)
-
-AMP_MODES = ("bf16", "fp16", "none")
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a torchrun job (``world == 1``: a plain single process)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        """Rank 0 writes checkpoints and artifacts."""
-        return self.rank == 0
-
-
-def world_size_from_env() -> int:
-    """``WORLD_SIZE`` as torchrun sets it (1 when absent)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def init_distributed() -> Dist:
-    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (env:// rendezvous)."""
-    import torch
-    import torch.distributed as dist
-
-    world = world_size_from_env()
-    if world <= 1:
-        return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    owns = not dist.is_initialized()
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-    if owns:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return Dist(rank=rank, world=world, local_rank=local_rank, owns_group=owns)
-
-
-def barrier(proc: Dist) -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if proc.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def all_reduce_sum(tensor: torch.Tensor, proc: Dist) -> torch.Tensor:
-    """Sum ``tensor`` over ranks in place (no-op in a single process)."""
-    if proc.world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def resolve_device(config: dict[str, Any], proc: Dist) -> torch.device:
-    """The protocol's device; under DDP on CUDA, this rank's GPU."""
-    import torch
-
-    device = select_device(config.get("device"))
-    if device.type == "cuda" and proc.world > 1:
-        return torch.device("cuda", proc.local_rank)
-    return device
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on CUDA; fp32 (no autocast) on every other device."""
-    import torch
-
-    if amp == "none" or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
-
 
 @contextlib.contextmanager
 def determinism(enabled: bool, device: torch.device) -> Any:
@@ -179,8 +113,7 @@ def batch_plan(config: dict[str, Any], world: int) -> tuple[int, int]:
 
 def check_config(config: dict[str, Any]) -> None:
     """Fail early on values the run would only trip over later."""
-    if config["amp"] not in AMP_MODES:
-        raise ValueError(f"amp must be one of {AMP_MODES}, got {config['amp']!r}")
+    check_amp(config["amp"])
     if config["normalize"] not in recipe.NORMALIZE:
         raise ValueError(f"normalize must be one of {recipe.NORMALIZE}, got {config['normalize']!r}")
     if config["model"]["global_pool"] not in recipe.GLOBAL_POOLS:
@@ -196,7 +129,7 @@ def check_config(config: dict[str, Any]) -> None:
     epochs, warmup = int(config["schedule"]["epochs"]), int(config["schedule"]["warmup_epochs"])
     if epochs < 1 or not 0 <= warmup < epochs:
         raise ValueError(f"need schedule.epochs >= 1 and 0 <= warmup_epochs < epochs, got {epochs}, {warmup}")
-    batch_plan(config, world_size_from_env())
+    batch_plan(config, world_size())
 
 
 def preflight(context: TaskContext) -> None:
@@ -204,7 +137,7 @@ def preflight(context: TaskContext) -> None:
     root = check_data(context, ["train", "val"])
     check_config(context.config)
     device = select_device(context.config.get("device"))
-    identity = run_identity(context, root, world_size_from_env(), device.type)
+    identity = run_identity(context, root, world_size(), device.type)
     state.check_resumable(context.work_dir, identity, bool(context.config["checkpointing"]["resume"]))
 
 
@@ -227,7 +160,7 @@ class Trainer:
     accum: int
     clip_grad: float | None
     per_iteration: bool
-    proc: Dist
+    proc: ProcessGroup
     num_updates: int = 0
     history: list[dict[str, float | None]] = field(default_factory=list)
 
@@ -252,7 +185,7 @@ class Trainer:
             update = micro % self.accum == 0
             sync = contextlib.nullcontext() if update or self.proc.world == 1 else self.model.no_sync()
             with sync:
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.amp, training=True):
                     loss = self.criterion(self.model(images), targets)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -293,7 +226,7 @@ class Trainer:
                 if batch is None:
                     continue
                 images, targets = (t.to(self.device, non_blocking=True) for t in batch)
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.amp, training=True):
                     logits = self.module(images)
                 hits = topk_correct(logits.float(), targets, (1, 5))
                 loss = F.cross_entropy(logits.float(), targets, reduction="sum")
@@ -356,7 +289,7 @@ def _after_epoch(epoch: int, work_dir: Path) -> None:
 
 
 def _loaders(
-    context: TaskContext, root: Path, prep: dict[str, Any], proc: Dist, micro: int, device: Any
+    context: TaskContext, root: Path, prep: dict[str, Any], proc: ProcessGroup, micro: int, device: Any
 ) -> Any:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -409,9 +342,9 @@ def run(context: TaskContext) -> TaskOutcome:
     config = context.config
     check_config(config)
     root = check_data(context, ["train", "val"])
-    proc = init_distributed()
+    proc = init_process_group(default_device_type())
     try:
-        device = resolve_device(config, proc)
+        device = rank_device(select_device(config.get("device")), proc)
         with determinism(bool(config["deterministic"]), device):
             return _run(context, root, proc, device)
     finally:
@@ -421,7 +354,7 @@ def run(context: TaskContext) -> TaskOutcome:
             dist.destroy_process_group()
 
 
-def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> TaskOutcome:
+def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.device) -> TaskOutcome:
     import torch
 
     from harmony_bench.data.imagenet import dataset_identity
@@ -451,7 +384,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     optimizer = recipe.build_optimizer(module, config["optim"], int(config["train"]["batch_size"]))
     scheduler = recipe.build_scheduler(optimizer, config["schedule"], updates_per_epoch)
     mixup, criterion = recipe.build_mixup(config["mixup"], len(train.classes))
-    amp = config["amp"] if device.type == "cuda" else "none"
+    amp = effective_amp(device.type, config["amp"], training=True)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     clip = config["optim"].get("clip_grad")
     trainer = Trainer(
@@ -531,7 +464,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
             "run_identity_hash": digest,
             "resumed_from_epoch": str(start),
             "schedule_step": config["schedule"]["step"],
-            "precision": {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[amp],
+            "precision": precision_label(device.type, config["amp"], training=True),
         }
     )
     return TaskOutcome(metrics=metrics, dataset=dataset_identity(root), artifacts=artifacts)

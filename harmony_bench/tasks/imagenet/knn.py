@@ -88,7 +88,7 @@ def preflight(context: TaskContext) -> None:
 def run(context: TaskContext) -> TaskOutcome:
     """k-NN top-1/top-5 for every ``k`` of the protocol; ``top1``/``top5`` at ``report_k``."""
     from harmony_bench.data.imagenet import dataset_identity
-    from harmony_bench.tasks.imagenet.common import select_device
+    from harmony_bench.runtime import select_device
 
     config, settings = context.config, context.config["knn"]
     root = check_data(context, ["train", "val"])

@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
-from harmony_bench.tasks.imagenet.common import autocast, load_for_protocol, select_device
+from harmony_bench.runtime import autocast, select_device
+from harmony_bench.tasks.imagenet.common import load_for_protocol
 from harmony_bench.tasks.retrieval.data import CaptionSet, ImageFiles, read_captions
 
 if TYPE_CHECKING:
