@@ -19,21 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.paths import task_dirs
-from harmony_bench.registry import Registry, UnknownNameError, import_object, suggest
 from harmony_bench.protocol_schema import check_config, merge_overrides, parse_constraints, preset_key_errors
+from harmony_bench.registry import Registry, UnknownNameError, import_object, suggest
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
 REQUIRED_KEYS = {"name", "description", "runner", "protocol_version", "dataset", "config", "metrics"}
 OPTIONAL_KEYS = {"presets", "default_preset", "sources", "preset_docs", "deviations", "notes", "constraints"}
 PRESET_DOC_KEYS = {"summary", "sources", "deviations"}
-
-# Tasks the suite will support but whose protocols have not landed yet.  `run`
-# answers these with "not available yet" instead of "unknown task".
-PLANNED_TASKS: dict[str, str] = {}
-
-
-class TaskNotAvailableError(LookupError):
-    """The task is planned but not implemented in this version."""
 
 
 @dataclass(frozen=True)
@@ -196,7 +188,7 @@ def check_runner_link(runner: str, path: str) -> None:
 
 @functools.cache
 def _task_runners(module: str) -> frozenset[str]:
-    """Top-level names that ``module`` (a harmony_bench module, read as source) binds to ``TaskRunner(...)``."""
+    """Top-level names ``module`` (a harmony_bench module, read as source) binds to ``TaskRunner(...)``."""
     base = Path(__file__).resolve().parent.joinpath(*module.split(".")[1:])
     source = base.with_suffix(".py") if base.with_suffix(".py").is_file() else base / "__init__.py"
     if not source.is_file():
@@ -268,14 +260,8 @@ def task_registry() -> Registry[TaskSpec]:
 
 
 def get_task(name: str) -> TaskSpec:
-    """Look a task up; planned tasks raise TaskNotAvailableError, unknown ones "did you mean"."""
+    """Look a task up; an unknown name raises UnknownNameError with "did you mean"."""
     registry = task_registry()
-    if name not in registry and name in PLANNED_TASKS:
-        raise TaskNotAvailableError(
-            f"Task {name!r} ({PLANNED_TASKS[name]}) is not available yet in this version of harmony-bench. "
-            f"Available now: {', '.join(registry.names()) or '(none)'}. "
-            "See `harmony-bench list tasks` for what is planned."
-        )
     if name not in registry:
-        raise UnknownNameError(suggest(name, sorted({*registry.names(), *PLANNED_TASKS}), "task"))
+        raise UnknownNameError(suggest(name, sorted(registry.names()), "task"))
     return registry.get(name)

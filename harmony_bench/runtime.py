@@ -76,7 +76,9 @@ def init_process_group(device_type: str) -> ProcessGroup:
     owns = not dist.is_initialized()
     if owns:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return ProcessGroup(rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, owns_group=owns)
+    return ProcessGroup(
+        rank=dist.get_rank(), world=dist.get_world_size(), local_rank=local_rank, owns_group=owns
+    )
 
 
 def barrier(group: ProcessGroup) -> None:
@@ -140,7 +142,9 @@ def effective_amp(device_type: str, amp: str, *, training: bool = False) -> str:
     return "bf16" if amp == "bf16" and not training else "none"
 
 
-def autocast(device: torch.device, amp: str, *, training: bool = False) -> contextlib.AbstractContextManager[Any]:
+def autocast(
+    device: torch.device, amp: str, *, training: bool = False
+) -> contextlib.AbstractContextManager[Any]:
     """Autocast as :func:`effective_amp` decides; a null context for fp32."""
     mode = effective_amp(device.type, amp, training=training)
     if mode == "none":

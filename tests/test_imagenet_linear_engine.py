@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harmony_bench.tasks.imagenet import linear_data, linear_heads
 from harmony_bench.runtime import ProcessGroup
+from harmony_bench.tasks.imagenet import linear_data, linear_heads
 from harmony_bench.tasks.imagenet.lars import LARS
 from harmony_bench.tasks.imagenet.linear import train_step
 

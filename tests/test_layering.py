@@ -22,10 +22,20 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harmony_bench"
 # Bottom up.  A new module or subpackage must be placed here (test_every_unit_has_a_layer).
 LAYERS: list[set[str]] = [
     # leaves: one home each for a shared mechanism, importing nothing of harmony_bench
-    {"harmony_bench", "atomic", "threads", "runtime", "paths", "yaml_io", "registry", "provenance", "sources",
-     "protocol_schema"},  # fmt: skip
+    {
+        "harmony_bench",
+        "atomic",
+        "threads",
+        "runtime",
+        "paths",
+        "yaml_io",
+        "registry",
+        "provenance",
+        "sources",
+        "protocol_schema",
+    },  # fmt: skip
     {"store", "results", "cards", "protocols"},  # data files: records, backbone cards, task protocols
-    {"data", "tables"},  # dataset readers and synthetic data; tables of records
+    {"data", "tables", "listing"},  # dataset readers, synthetic data; tables of records; listings
     {"models"},  # backbones: build, convert, load
     {"preflight"},  # bad input refused before work
     {"runner"},  # one run -> one record; the TaskRunner contract

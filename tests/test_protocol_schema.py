@@ -4,7 +4,6 @@ import textwrap
 
 import pytest
 
-from harmony_bench.protocols import get_task, task_registry
 from harmony_bench.protocol_schema import (
     Constraint,
     ProtocolKeyError,
@@ -12,6 +11,7 @@ from harmony_bench.protocol_schema import (
     check_config,
     merge_overrides,
 )
+from harmony_bench.protocols import get_task, task_registry
 from harmony_bench.yaml_io import DataFileError
 
 DEFAULTS = {

@@ -10,9 +10,9 @@ import yaml
 
 from harmony_bench.cli import main
 from harmony_bench.paths import REPO_ROOT, TASK_GROUPS
+from harmony_bench.protocols import get_task, load_tasks, task_from_file
 from harmony_bench.results import load_record
 from harmony_bench.sources import MISSING, find_source, lookup, protocol_problems
-from harmony_bench.protocols import get_task, load_tasks, task_from_file
 
 
 def shipped_tasks():

@@ -13,15 +13,14 @@ import pandas as pd
 import pytest
 
 from harmony_bench.cli import main
+from harmony_bench.protocols import get_task, task_registry
 from harmony_bench.suites import load_suite
+from harmony_bench.suites.plan import checkpoint_matches
 from harmony_bench.suites.report import Check, check, within
 from harmony_bench.suites.reported import load_reported
-from harmony_bench.suites.plan import checkpoint_matches
-from harmony_bench.suites.worker import cost_fields
 from harmony_bench.suites.spec import Expectation
 from harmony_bench.suites.state import cell_status, lock_holder, read_state, take_lock, write_state
-from harmony_bench.suites.worker import gpus_used
-from harmony_bench.protocols import get_task, task_registry
+from harmony_bench.suites.worker import cost_fields, gpus_used
 from harmony_bench.yaml_io import DataFileError
 from tests.test_tables import make_record, top1
 

@@ -109,6 +109,7 @@ def cell_cost(entry: dict[str, Any]) -> str:
 
 def run_run(args: argparse.Namespace) -> int:
     """Run (or submit) the missing cells, then write the table and, for synthetic suites, the leaderboard."""
+    from harmony_bench.leaderboard import write_suite_outputs
     from harmony_bench.suites import load_suite
     from harmony_bench.suites.local import run_suite
     from harmony_bench.suites.state import cell_status
@@ -125,7 +126,7 @@ def run_run(args: argparse.Namespace) -> int:
         return 0
     state = run_suite(suite, _data(args.data), cells, progress=not args.no_progress)
     if not args.no_leaderboard:
-        write_outputs(suite)
+        print(write_suite_outputs(suite))
     statuses = {c.id: cell_status(state, c.id) for c in (cells or suite.cells)}
     queued = [cell for cell, status in statuses.items() if status == "running"]  # Slurm jobs, another run
     if queued:
@@ -140,24 +141,6 @@ def run_run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if failed else 0
-
-
-def write_outputs(suite: Any) -> None:
-    """The comparison table (printed and saved) and, for a synthetic suite, its own leaderboard files."""
-    from harmony_bench.leaderboard import build_leaderboard, write_files
-    from harmony_bench.leaderboard.board import HEADLINE_METRICS
-    from harmony_bench.results import iter_records
-    from harmony_bench.tables import build_table
-
-    records, _ = iter_records([suite.records]) if suite.records.exists() else ([], [])
-    table = build_table(records, HEADLINE_METRICS)
-    print(f"\n{table}")
-    if suite.synthetic:  # a real suite's records feed results/LEADERBOARD.md (`harmony-bench leaderboard`)
-        (suite.output / "TABLE.md").write_text(table + "\n", encoding="utf-8")
-        title = f"harmony-bench suite {suite.name} (SYNTHETIC smoke data: not benchmark numbers)"
-        files, _ = build_leaderboard([suite.records], suite.output, title, compare=False)
-        write_files(files, suite.output)
-        print(f"\ntable and leaderboard: {suite.output / 'TABLE.md'}, {suite.output / 'leaderboard.html'}")
 
 
 def run_report(args: argparse.Namespace) -> int:

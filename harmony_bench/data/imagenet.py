@@ -101,7 +101,7 @@ def _has_image(folder: Path) -> bool:
 
 
 def dataset_identity(root: Path) -> dict[str, Any]:
-    """The result record's ``dataset`` block of an ImageNet root (:func:`harmony_bench.data.identity.dataset_block`)."""
+    """The record's ``dataset`` block of an ImageNet root (``data.identity.dataset_block``)."""
     return dataset_block(root, "imagenet-1k", "imagenet-synthetic")
 
 

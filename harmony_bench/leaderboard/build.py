@@ -21,6 +21,7 @@ from harmony_bench.leaderboard.figures import bar_chart, heat_map, reproduction_
 from harmony_bench.leaderboard.html_page import render_html
 from harmony_bench.leaderboard.markdown import render_markdown
 
+
 def generate(
     record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, title: str, compare: bool = True
 ) -> tuple[dict[str, bytes], list[tuple[str, list[str]]]]:

@@ -1,4 +1,4 @@
-"""torch.distributed collectives of the objectives: gathers and reductions (the group itself: ``harmony_bench.runtime``).
+"""torch.distributed collectives of the objectives: gathers, reductions (the group: ``runtime``).
 
 Everything degrades to the single-process case when no process group exists,
 so the same objective code runs in tests, on one CPU and on many GPUs.

@@ -1,7 +1,8 @@
 """Result records: build, validate, write atomically and read back one JSON file per run.
 
 See ``record.py`` for the layout and the write guarantees, ``validate.py`` for
-the checks, ``canonical.py`` for canonical JSON and ``config_hash``, and ``schema/record-v1.schema.json`` for the contract.
+the checks, ``canonical.py`` for canonical JSON and ``config_hash``, and
+``schema/record-v1.schema.json`` for the contract.
 """
 
 from harmony_bench.results.canonical import canonical_json, config_hash, to_jsonable

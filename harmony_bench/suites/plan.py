@@ -102,7 +102,7 @@ def write_cell_spec(paths: Paths, cell_id: str, spec: dict[str, Any]) -> Path:
 
 
 def mark_running(state: dict[str, Any], paths: Paths, cell_id: str, **fields: Any) -> int:
-    """Enter the cell as ``running`` (one more attempt) with ``fields`` (pid, lock or job id); return attempts."""
+    """Mark the cell ``running`` (one more attempt) with ``fields`` (pid, lock, job id); return attempts."""
     attempts = state["cells"].get(cell_id, {}).get("attempts", 0) + 1
     state["cells"][cell_id] = {"status": "running", **fields, "started": now(), "attempts": attempts}
     write_state(paths.state, state)
@@ -112,7 +112,12 @@ def mark_running(state: dict[str, Any], paths: Paths, cell_id: str, **fields: An
 def step_argv(step: Step, paths: Paths, values: dict[str, str]) -> list[str]:
     """The command of a prerequisite step, run the same way locally and as a Slurm job."""
     out = paths.step_out(step.name)
-    return [sys.executable, "-m", "harmony_bench", *(substitute(a, {**values, "out": str(out)}) for a in step.args)]
+    return [
+        sys.executable,
+        "-m",
+        "harmony_bench",
+        *(substitute(a, {**values, "out": str(out)}) for a in step.args),
+    ]
 
 
 # --------------------------------------------------------------------------- cells
@@ -176,8 +181,8 @@ class CellIdentity:
 
 def cell_identity(cell: Cell, suite: Suite, values: dict[str, str]) -> CellIdentity:
     """The identity of ``cell``'s result, computed without running it (``values``: step outputs)."""
-    from harmony_bench.results import config_hash
     from harmony_bench.protocols import get_task
+    from harmony_bench.results import config_hash
 
     task = get_task(cell.task.name)
     config = task.resolve_config(cell.task.preset, cell.task.overrides)

@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from harmony_bench.suites.plan import cell_identity, index_records, matching_records, step_outputs
-from harmony_bench.suites.state import suite_paths
 from harmony_bench.suites.spec import Cell, Expectation, Suite
+from harmony_bench.suites.state import suite_paths
 from harmony_bench.tables import version_key
 
 VERDICTS = ("ok", "outside", "missing", "synthetic")

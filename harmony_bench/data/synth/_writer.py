@@ -14,7 +14,6 @@ from typing import Any
 
 from PIL import Image
 
-
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 92
 # Below this, shapes shrink to a few pixels and COCO polygons can rasterise to zero area.

@@ -127,7 +127,9 @@ def run(context: TaskContext) -> TaskOutcome:
 def _dataset_identity(root: Path) -> dict[str, Any]:
     from harmony_bench.data.identity import dataset_block
 
-    return dataset_block(root, "ade20k", "ade20k-synthetic", manifest_in_parent=True, splits=split_sizes(root))
+    return dataset_block(
+        root, "ade20k", "ade20k-synthetic", manifest_in_parent=True, splits=split_sizes(root)
+    )
 
 
 RUNNER = TaskRunner(run=run, preflight=preflight)

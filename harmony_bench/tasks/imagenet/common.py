@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def check_data(context: TaskContext, splits: Sequence[str]) -> Path:
     """Validate ``--data-root`` for ``splits`` (raises ``DatasetLayoutError`` saying how to prepare it)."""
     return check_imagenet_root(context.options.data_root, splits)

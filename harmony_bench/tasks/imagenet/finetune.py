@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 @contextlib.contextmanager
 def determinism(enabled: bool, device: torch.device) -> Any:
     """Deterministic kernels for the run (restored afterwards); otherwise cuDNN autotuning, as BEiT."""

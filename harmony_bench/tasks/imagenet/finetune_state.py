@@ -33,7 +33,6 @@ from harmony_bench.run_identity import CheckpointMismatchError, describe_differe
 if TYPE_CHECKING:
     import torch
 
-    from harmony_bench.runner import TaskContext
 
 log = logging.getLogger(__name__)
 

@@ -196,7 +196,9 @@ def _load_backbone(context: TaskContext, prep: dict[str, Any]) -> Backbone:
     return backbone.eval()
 
 
-def _split(context: TaskContext, root: Path, split: str, transform: Any, fresh: bool, proc: ProcessGroup) -> Any:
+def _split(
+    context: TaskContext, root: Path, split: str, transform: Any, fresh: bool, proc: ProcessGroup
+) -> Any:
     """A split whose corrupt-image events go to ``<work_dir>/corrupt-<split>.jsonl`` (kept on resume)."""
     from harmony_bench.data.imagenet import imagenet_split
     from harmony_bench.runtime import barrier
@@ -354,10 +356,10 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
 
     from harmony_bench.data.imagenet import dataset_identity
     from harmony_bench.models.preprocess import eval_transform
-    from harmony_bench.tasks.imagenet.features import FeatureSpec, variant_features
-    from harmony_bench.runtime import barrier
-    from harmony_bench.tasks.imagenet.finetune_recipe import preprocessing
     from harmony_bench.run_identity import identity_hash
+    from harmony_bench.runtime import barrier
+    from harmony_bench.tasks.imagenet.features import FeatureSpec, variant_features
+    from harmony_bench.tasks.imagenet.finetune_recipe import preprocessing
     from harmony_bench.tasks.imagenet.finetune_state import seed_epoch
 
     config, seed = context.config, context.options.seed
