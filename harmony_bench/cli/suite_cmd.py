@@ -147,7 +147,7 @@ def run_report(args: argparse.Namespace) -> int:
     """Measured vs published per expectation; 1 when a cell is outside tolerance (or missing, if required)."""
     from harmony_bench.results import iter_records
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.report import render_checks, suite_checks
+    from harmony_bench.suites.checks import render_checks, suite_checks
 
     suite = load_suite(args.suite, args.output)
     records, bad = iter_records([suite.records]) if suite.records.exists() else ([], [])

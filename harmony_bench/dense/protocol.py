@@ -103,7 +103,7 @@ def finish(cfg: Any, context: TaskContext) -> None:
     ``train_dataloader.batch_size`` = that total over the number of processes, so 1, 4 or 8 GPUs all
     train the protocol's batch, unless ``cfg_options`` set ``train_dataloader.batch_size`` itself.
     """
-    from harmony_bench.dense.mm_run import apply_amp, apply_cfg_options, launcher
+    from harmony_bench.dense.engine import apply_amp, apply_cfg_options, launcher
 
     cfg.work_dir = str(context.work_dir)
     cfg.randomness = dict(seed=context.options.seed, deterministic=False)
@@ -136,7 +136,7 @@ def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = No
     """
     import torch
 
-    from harmony_bench.dense.mm_run import guard_resume, train_and_evaluate
+    from harmony_bench.dense.engine import guard_resume, train_and_evaluate
     from harmony_bench.run_identity import run_identity
 
     device = default_device_type()

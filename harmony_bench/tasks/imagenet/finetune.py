@@ -26,8 +26,7 @@ Devices and processes:
   ``train.batch_size`` is the global batch per optimizer update (split over ranks and
   ``grad_accum_steps``).  Only rank 0 writes checkpoints and artifacts; the work dir must be on a
   file system every rank sees (one node, or a shared disk).  Records: ``harmony_bench.runner.run``
-  writes one record per process, so under torchrun each rank writes an identical-metrics record
-  unless the runner skips ``write_record`` on ranks other than 0.
+  writes the record on rank 0 only (``runtime.is_main_process``), so one run is one record.
 """
 
 from __future__ import annotations

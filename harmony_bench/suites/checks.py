@@ -7,7 +7,7 @@ a failure only with ``--require-all`` — a suite that has not run yet is not a
 failed reproduction.  Synthetic records are never compared with published
 numbers.
 
-Only the records that are a cell's result count (``run.record_matches``:
+Only the records that are a cell's result count (``plan.record_matches``:
 same card, checkpoint, task, preset, protocol version and resolved config),
 so a smoke run, another checkpoint or a run with other hyper-parameters lying
 in the same directory never stands in for the published setting.
