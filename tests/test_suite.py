@@ -15,8 +15,8 @@ import pytest
 from harmony_bench.cli import main
 from harmony_bench.protocols import get_task, task_registry
 from harmony_bench.suites import load_suite
-from harmony_bench.suites.plan import checkpoint_matches
 from harmony_bench.suites.checks import Check, check, within
+from harmony_bench.suites.plan import checkpoint_matches
 from harmony_bench.suites.reported import load_reported
 from harmony_bench.suites.spec import Expectation
 from harmony_bench.suites.state import cell_status, lock_holder, read_state, take_lock, write_state

@@ -123,7 +123,7 @@ def cell_status(state: dict[str, Any], cell_id: str) -> str:
     """Pending / running / done / failed; a 'running' local cell whose processes are gone is failed.
 
     A local cell is alive while its lock is held (see the module docstring).  A Slurm job's entry
-    stays 'running' until its record appears (``run.pending_cells`` adopts it) or Slurm says the job
+    stays 'running' until its record appears (``plan.pending_cells`` adopts it) or Slurm says the job
     ended.
     """
     entry = state["cells"].get(cell_id)
