@@ -47,6 +47,25 @@ def identity_hash(identity: dict[str, Any]) -> str:
     return config_hash(identity)
 
 
+def refuse_other_identity(
+    stored: dict[str, Any], identity: dict[str, Any], work_dir: Path, what: str
+) -> None:
+    """Raise unless ``stored`` (a checkpoint's sidecar or payload) was made under this run's ``identity``.
+
+    Raises:
+        CheckpointMismatchError: naming ``what`` (e.g. "a fine-tuning checkpoint") and the keys that differ.
+    """
+    if stored["identity_hash"] == identity_hash(identity):
+        return
+    raise CheckpointMismatchError(
+        f"the work dir {work_dir} holds {what} made under a different configuration "
+        f"(identity hash {stored['identity_hash'][:12]} there, {identity_hash(identity)[:12]} here): "
+        f"{describe_difference(stored['identity'], identity)}. Refusing to resume it or to overwrite "
+        "it: pass another --work-dir (or --output), delete the checkpoint, or start over in this work "
+        "dir with --set checkpointing.resume=false"
+    )
+
+
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     if isinstance(node, dict):
         flat: dict[str, Any] = {}

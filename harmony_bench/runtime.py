@@ -98,6 +98,19 @@ def all_reduce_sum(tensor: torch.Tensor, group: ProcessGroup) -> torch.Tensor:
     return tensor
 
 
+def process_alive(pid: int | None) -> bool:
+    """Whether a process with this id exists (signal 0; one we may not signal exists too)."""
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 # --------------------------------------------------------------------------- device
 
 

@@ -30,16 +30,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from harmony_bench.suites.plan import (
-    cell_spec,
-    data_values,
-    mark_running,
-    needed_steps,
-    pending_cells,
-    step_argv,
-    step_outputs,
-    write_cell_spec,
-)
+from harmony_bench.suites import plan
 from harmony_bench.suites.spec import Cell, Step, Suite
 from harmony_bench.suites.state import Paths, now, read_state, suite_paths, write_state
 
@@ -83,14 +74,16 @@ def executor(paths: Paths, options: dict[str, Any], after: str | None = None) ->
 def submit_step(step: Step, paths: Paths, values: dict[str, str], state: dict[str, Any],
                 options: dict[str, Any]) -> str | None:  # fmt: skip
     """Submit ``step`` unless its outputs exist (None) or a job of it is already queued (that job's id)."""
-    produced = step_outputs(step, paths, values)
+    produced = plan.step_outputs(step, paths, values)
     if all(Path(p).exists() for p in produced.values()):
         return None
     entry = state["steps"].get(step.name, {})
     if entry.get("status") == "running" and entry.get("job_id"):
         return str(entry["job_id"])
     paths.step_out(step.name).mkdir(parents=True, exist_ok=True)
-    job = executor(paths, options).submit(_step_job, step_argv(step, paths, values), list(produced.values()))
+    job = executor(paths, options).submit(
+        _step_job, plan.step_argv(step, paths, values), list(produced.values())
+    )
     state["steps"][step.name] = {"status": "running", "job_id": job.job_id, "started": now()}
     write_state(paths.state, state)
     print(f"submitted step {step.name} as job {job.job_id}")
@@ -100,9 +93,9 @@ def submit_step(step: Step, paths: Paths, values: dict[str, str], state: dict[st
 def submit_cell(cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, Any],
                 options: dict[str, Any], after: str | None) -> str:  # fmt: skip
     """Submit one cell (after its step's job, if any); the state shows it running with its job id."""
-    spec_path = write_cell_spec(paths, cell.id, spec)
+    spec_path = plan.write_cell_spec(paths, cell.id, spec)
     job = executor(paths, options, after).submit(_job, str(spec_path))
-    mark_running(state, paths, cell.id, job_id=job.job_id, pid=None, after=after)
+    plan.mark_running(state, paths, cell.id, job_id=job.job_id, pid=None, after=after)
     print(f"submitted {cell.id} as job {job.job_id}" + (f" (after job {after})" if after else ""))
     return str(job.job_id)
 
@@ -113,15 +106,15 @@ def submit_suite(suite: Suite, options: dict[str, Any], given_data: dict[str, Pa
     paths = suite_paths(suite)
     state = read_state(paths.state)
     cells = cells if cells is not None else suite.cells
-    values = data_values(suite, given_data or {}, cells)
+    values = plan.data_values(suite, given_data or {}, cells)
     step_jobs: dict[str, str | None] = {}
-    for name in needed_steps(cells):
+    for name in plan.needed_steps(cells):
         step = suite.steps[name]
         step_jobs[name] = submit_step(step, paths, values, state, options)
-        values.update(step_outputs(step, paths, values))  # where the cells will find the step's files
+        values.update(plan.step_outputs(step, paths, values))  # where the cells will find the step's files
     ids = [job for job in step_jobs.values() if job]
-    for cell in pending_cells(suite, cells, values, state):
+    for cell in plan.pending_cells(suite, cells, values, state):
         after = step_jobs.get(cell.backbone.after) if cell.backbone.after else None
-        ids.append(submit_cell(cell, cell_spec(cell, suite, values), paths, state, options, after))
+        ids.append(submit_cell(cell, plan.cell_spec(cell, suite, values), paths, state, options, after))
     write_state(paths.state, state)
     return ids

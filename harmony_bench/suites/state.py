@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.atomic import atomic_write_json
+from harmony_bench.runtime import process_alive
 
 if TYPE_CHECKING:
     from harmony_bench.suites.spec import Suite
@@ -62,15 +63,7 @@ def write_state(path: Path, state: dict[str, Any]) -> None:
 
 def pid_alive(pid: int | None) -> bool:
     """Whether a process with this id exists (a 'running' entry whose owner died is stale)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def lock_holder(path: Path | str | None) -> int | None:

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.atomic import atomic_write, atomic_write_text
-from harmony_bench.run_identity import CheckpointMismatchError, describe_difference, identity_hash
+from harmony_bench.run_identity import refuse_other_identity
 
 if TYPE_CHECKING:
     import torch
@@ -75,14 +75,7 @@ def check_resumable(work_dir: Path, identity: dict[str, Any], resume: bool) -> d
             "identity": payload["identity"],
             "epoch": payload["epoch"],
         }
-    if sidecar["identity_hash"] != identity_hash(identity):
-        raise CheckpointMismatchError(
-            f"the work dir {work_dir} holds a fine-tuning checkpoint made under a different configuration "
-            f"(identity hash {sidecar['identity_hash'][:12]} there, {identity_hash(identity)[:12]} here): "
-            f"{describe_difference(sidecar['identity'], identity)}. Refusing to resume it or to overwrite "
-            "it: pass another --work-dir (or --output), delete the checkpoint, or start over in this work "
-            "dir with --set checkpointing.resume=false"
-        )
+    refuse_other_identity(sidecar, identity, work_dir, "a fine-tuning checkpoint")
     return sidecar
 
 

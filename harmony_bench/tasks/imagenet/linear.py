@@ -138,7 +138,7 @@ def _resumable(context: TaskContext, identity: dict[str, Any]) -> Path | None:
     """The checkpoint to resume from, None to start fresh, or refuse one of another identity."""
     import json
 
-    from harmony_bench.run_identity import CheckpointMismatchError, describe_difference, identity_hash
+    from harmony_bench.run_identity import refuse_other_identity
 
     pt_path, json_path = context.work_dir / CHECKPOINT_NAME, context.work_dir / SIDECAR_NAME
     if not pt_path.is_file():
@@ -149,13 +149,7 @@ def _resumable(context: TaskContext, identity: dict[str, Any]) -> Path | None:
         )
         return None
     stored = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else _load(pt_path)
-    if stored["identity_hash"] != identity_hash(identity):
-        raise CheckpointMismatchError(
-            f"the work dir {context.work_dir} holds a linear-probe checkpoint made under a different "
-            f"configuration: {describe_difference(stored['identity'], identity)}. Refusing to resume or to "
-            "overwrite it: pass another --work-dir (or --output), delete it, or start over with "
-            "--set checkpointing.resume=false"
-        )
+    refuse_other_identity(stored, identity, context.work_dir, "a linear-probe checkpoint")
     return pt_path
 
 
