@@ -1,4 +1,4 @@
-"""The task-runner contract: a protocol's ``runner:`` names a ``TaskRunner``; the link is checked when it loads."""
+"""The task-runner contract: ``runner:`` names a ``TaskRunner``, a link checked when the protocol loads."""
 
 from __future__ import annotations
 
@@ -25,7 +25,10 @@ def test_every_shipped_runner_is_a_task_runner():
 @pytest.mark.parametrize(
     ("runner", "message"),
     [
-        ("harmony_bench.tasks.imagenet.knn:run", "assigns no run = TaskRunner"),  # a function, not the contract
+        (
+            "harmony_bench.tasks.imagenet.knn:run",
+            "assigns no run = TaskRunner",
+        ),  # a function, not the contract
         ("harmony_bench.tasks.imagenet.nothing:RUNNER", "assigns no RUNNER = TaskRunner"),
         ("harmony_bench.tasks.imagenet.knn", "must look like 'package.module:ATTR'"),
     ],
