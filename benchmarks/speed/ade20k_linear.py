@@ -14,12 +14,11 @@ Uses CUDA (bf16 autocast) when available; the CPU default uses a 256 crop to sta
 
 from __future__ import annotations
 
-import argparse
 import statistics
 from unittest import mock
 
 import torch
-from ade20k import WIDTH, _random_backbone, _step, ours, segmentor
+from ade20k import WIDTH, _random_backbone, _step, ours, segmentor, setup
 
 
 def linear_segmentor(crop: int) -> torch.nn.Module:
@@ -51,19 +50,7 @@ def linear_segmentor(crop: int) -> torch.nn.Module:
 
 def main() -> None:
     """Time both train steps alternately and print the ratio of median step times (UperNet / linear)."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--crop", type=int, default=256)
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=6)
-    args = parser.parse_args()
-    from mmengine.registry import init_default_scope
-
-    from harmony_bench.dense import register_into
-
-    register_into("mmseg")
-    init_default_scope("mmseg")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    torch.manual_seed(0)
+    args, device = setup(__doc__)
     with mock.patch("harmony_bench.dense.adapter.load_backbone", _random_backbone):
         models = {"upernet": segmentor(ours(args.crop), args.crop), "linear": linear_segmentor(args.crop)}
     images = torch.randn(args.batch, 3, args.crop, args.crop, device=device)

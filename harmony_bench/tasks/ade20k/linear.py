@@ -36,6 +36,11 @@ def build_config(
     """
     from mmengine.config import Config
 
+    if context.card.family == "swin":
+        raise ValueError(
+            f"ade20k-linear is iBOT's frozen-ViT protocol (four block maps of one resolution, concatenated); "
+            f"{context.card.name} is a Swin with four stages of different resolutions: use --task ade20k"
+        )
     size = protocol.resolve_size(context)
     cfg = Config.fromfile(str(segmentation.protocol_file(context)))
     cited = protocol.take_sources(cfg)
