@@ -15,20 +15,9 @@ optim_wrapper = dict(optimizer=dict(lr=2e-5))  # lr=2e-5
 _CFG = "bytedance/ibot@da316d8 evaluation/semantic_segmentation/configs/linear/vit_large_512_ade20k_160k.py"
 _640 = "bytedance/ibot@da316d8 evaluation/semantic_segmentation/configs/linear/vit_large_640_ade20k_160k.py"
 sources = {
-    "crop_size": f"{_CFG}:L20 (crop_size = (512, 512))",
-    "total_batch_size": f"{_CFG}:L72-L73 (8 GPUs x samples_per_gpu=2)",
     "model.backbone.out_indices": (
         f"{_CFG}:L39 (out_indices=[7, 11, 15, 23]; a backbone with fewer blocks: evenly spaced ones, "
         "harmony-bench)"
-    ),
-    "model.backbone.drop_path_rate": (
-        f"{_CFG}:L36 (drop_path_rate=0.2) never acts: frozen blocks run in eval mode "
-        "(evaluation/semantic_segmentation/mmcv_custom/register_backbone.py:L95-L96); 0.0 is the same network"
-    ),
-    "model.backbone.img_size": f"{_CFG}:L29 (img_size=[512])",
-    "model.decode_head": (
-        f"{_CFG}:L41-L54 (FCNHead over in_index [0, 1, 2, 3], input_transform resize_concat, num_convs=0, "
-        "concat_input False, dropout 0, CE weight 1.0)"
     ),
     "model.decode_head.in_channels": (
         f"harmony-bench fix of {_CFG}:L43 (in_channels=[512] * 4 for 1024-wide ViT-L maps: the 1x1 conv fails "
@@ -37,13 +26,6 @@ sources = {
     "model.decode_head.channels": (
         f"harmony-bench fix of {_CFG}:L46 (channels=2048); 4096 = 4 x 1024 as {_640}:L47"
     ),
-    "model.test_cfg": f"{_CFG}:L55 (slide, 512 window, stride 341)",
-    "optim_wrapper.optimizer": f"{_CFG}:L64 (AdamW, betas (0.9, 0.999), weight_decay 0.05; no paramwise_cfg)",
     "optim_wrapper.optimizer.lr": f"{_CFG}:L64 (lr=2e-5)",
-    "param_scheduler": (
-        f"{_CFG}:L66-L70 (poly, power 1.0, min_lr 0, linear warm-up 1500 iterations, ratio 1e-6) as mmcv 1.x "
-        "runs it: open-mmlab/mmcv@4c01b02 (v1.7.2) mmcv/runner/hooks/lr_updater.py:L244-L252, L87-L96, "
-        "L140-L150"
-    ),
 }
 del _CFG, _640

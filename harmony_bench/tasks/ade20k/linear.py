@@ -42,7 +42,7 @@ def build_config(
             f"{context.card.name} is a Swin with four stages of different resolutions: use --task ade20k"
         )
     size = protocol.resolve_size(context)
-    cfg = Config.fromfile(str(segmentation.protocol_file(context)))
+    cfg = Config.fromfile(str(protocol_file(context)))
     cited = protocol.take_sources(cfg)
     if sources is not None:
         sources.update(cited)
@@ -64,6 +64,7 @@ def protocol_rows(context: TaskContext) -> list[tuple[str, Any, str]]:
     return protocol.hyperparameters(context, build_config)
 
 
+protocol_file = segmentation.protocol_file  # benchmarks/ade20k/<the size's file> for this run's preset
 sheet_variants = segmentation.sheet_variants  # one variant per size that has a file, as ade20k
 
 
