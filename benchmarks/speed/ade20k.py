@@ -177,6 +177,7 @@ def _random_backbone(name: str, checkpoint: str | None = None, **kwargs):
 
     card = get_card(name)
     kwargs.pop("trust_checkpoint", None)
+    kwargs.pop("pos_embed_antialias", None)  # a checkpoint-loading option: nothing is loaded here
     model = build_image_model(card, kwargs)
     return Backbone(
         card, model, LoadReport(backbone=name, converter=None), None, None, kwargs.get("img_size")
