@@ -1,4 +1,4 @@
-"""ADE20K frozen-backbone linear segmentation: the upstream configs' numbers, a frozen backbone, a smoke record.
+"""ADE20K frozen-backbone linear segmentation: the upstream configs' numbers, frozen weights, a smoke record.
 
 The upstream values are restated here with their file and line (bytedance/ibot@da316d8
 evaluation/semantic_segmentation/configs/linear/vit_{small,base,large}_512_ade20k_160k.py, byte-identical
@@ -30,7 +30,13 @@ UPSTREAM = {
     "s": {"embed": 384, "out_indices": [3, 5, 7, 11], "in_channels": [384] * 4, "channels": 1536, "lr": 3e-5},
     "b": {"embed": 768, "out_indices": [3, 5, 7, 11], "in_channels": [768] * 4, "channels": 3072, "lr": 7e-4},
     # L43/L46: [512] * 4 and 2048 for 1024-wide maps, the upstream bug (fixed here: 4 x 1024 -> 4096)
-    "l": {"embed": 1024, "out_indices": [7, 11, 15, 23], "in_channels": [512] * 4, "channels": 2048, "lr": 2e-5},
+    "l": {
+        "embed": 1024,
+        "out_indices": [7, 11, 15, 23],
+        "in_channels": [512] * 4,
+        "channels": 2048,
+        "lr": 2e-5,
+    },
 }
 # iBOT evaluation/README.md:L99-L105: ade20k_dense_linear vit_base, 4 GPUs, samples_per_gpu=4,
 # model.backbone.out_with_norm=true, optimizer.lr=8e-4

@@ -8,7 +8,9 @@ _H = "MohammedSB/Harmony@848f7ac Harmony/eval/semantic_segmentation/"
 _CFG = _H + "configs/linear/vit_base_512_ade20k_160k.py"
 sources = {
     "total_batch_size": f"{_CFG}:L72-L73 (8 GPUs x samples_per_gpu=2)",
-    "model.backbone.out_with_norm": f"{_H}mmcv_custom/register_backbone.py:L24 (default False; the file sets none)",
+    "model.backbone.out_with_norm": (
+        f"{_H}mmcv_custom/register_backbone.py:L24 (default False; the file sets none)"
+    ),
     "optim_wrapper.optimizer.lr": f"{_CFG}:L64 (lr=7e-4)",
 }
 del _H, _CFG

@@ -20,8 +20,8 @@ sources = {
         "harmony-bench)"
     ),
     "model.decode_head.in_channels": (
-        f"harmony-bench fix of {_CFG}:L43 (in_channels=[512] * 4 for 1024-wide ViT-L maps: the 1x1 conv fails "
-        f"on the first batch); [1024] * 4 as {_640}:L44"
+        f"harmony-bench fix of {_CFG}:L43 (in_channels=[512] * 4 for 1024-wide ViT-L maps: the 1x1 conv "
+        f"fails on the first batch); [1024] * 4 as {_640}:L44"
     ),
     "model.decode_head.channels": (
         f"harmony-bench fix of {_CFG}:L46 (channels=2048); 4096 = 4 x 1024 as {_640}:L47"

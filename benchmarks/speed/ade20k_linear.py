@@ -69,7 +69,9 @@ def main() -> None:
             if round_:
                 times[name].append(seconds)
     median = {name: statistics.median(series) for name, series in times.items()}
-    print(f"median train step: UperNet {median['upernet'] * 1e3:.0f} ms, linear {median['linear'] * 1e3:.0f} ms")
+    print(
+        f"median train step: UperNet {median['upernet'] * 1e3:.0f} ms, linear {median['linear'] * 1e3:.0f} ms"
+    )
     print(f"  ratio (UperNet / linear): {median['upernet'] / median['linear']:.2f}x")
 
 

@@ -35,7 +35,7 @@ class FrozenRegistryBackbone(RegistryBackbone):
         super().train(False)
 
     def train(self, mode: bool = True) -> FrozenRegistryBackbone:
-        """Stay in eval mode whatever the segmentor asks (upstream's ``_freeze_stages`` on every ``train``)."""
+        """Stay in eval mode whatever the segmentor asks (upstream's ``_freeze_stages`` in ``train``)."""
         return super().train(False)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
@@ -52,7 +52,7 @@ class TrainableOnlyOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """
 
     def __call__(self, model: torch.nn.Module) -> Any:
-        """Build the optim wrapper (``OptimWrapper`` or, with AMP, ``AmpOptimWrapper``) around the optimizer."""
+        """The optim wrapper (``OptimWrapper``, or ``AmpOptimWrapper`` with AMP) around the optimizer."""
         from mmengine.registry import OPTIM_WRAPPERS, OPTIMIZERS
 
         if self.paramwise_cfg:

@@ -26,7 +26,7 @@ def preflight(context: TaskContext) -> None:
 
 
 def check_inputs(context: TaskContext, build: Callable[[TaskContext], Any]) -> None:
-    """The ADE20K checks of every segmentation protocol here: dataset, annotations, then ``build(context)``."""
+    """The checks of every ADE20K protocol: dataset, annotations, then ``build(context)``."""
     from harmony_bench.paths import default_results_dir
     from harmony_bench.tasks.ade20k.validate import cache_dir, check_dataset
 
@@ -44,8 +44,8 @@ def protocol_file(context: TaskContext) -> Path:
         preset = context.options.preset or context.task.default_preset
         sizes = sorted(name for name, file in files.items() if file)
         raise ValueError(
-            f"preset {preset!r} of {context.task.name} has no ViT-{size.upper()} protocol (its source runs only "
-            f"{', '.join(f'ViT-{s.upper()}' for s in sizes)}); use --preset paper for this backbone"
+            f"preset {preset!r} of {context.task.name} has no ViT-{size.upper()} protocol (its source runs "
+            f"only {', '.join(f'ViT-{s.upper()}' for s in sizes)}); use --preset paper for this backbone"
         )
     return Path(context.task.path).parent / files[size]
 
