@@ -225,3 +225,41 @@ def test_a_vit_preset_on_a_swin_backbone_is_refused_before_work(tiny_swin, tmp_p
     err = capsys.readouterr().err
     assert "layer_decay_rule 'beit'" in err and "simmim-swin-b" in err and "Traceback" not in err
     assert not list(output.glob("*.json"))  # refused before the run: no record
+
+
+def test_simmim_swin_b_is_its_finetune_config():
+    """simmim_finetune__swin_base__img224_window7__100ep.yaml over config.py's defaults (lines inline)."""
+    config = get_task(TASK).resolve_config("simmim-swin-b")
+    expected = {
+        "model.drop_path_rate": 0.1,  # yaml L4
+        "model.global_pool": "avg",  # models/swin_transformer.py:L573-L576 (norm, avgpool, head)
+        "model.head_init_scale": 1.0,  # models/swin_transformer.py:L547-L551 (trunc_normal 0.02, unscaled)
+        "transform": {"resize": 256, "crop": 224, "interpolation": "bicubic"},  # data_finetune.py:L97-L105
+        "augment.color_jitter": 0.4,  # config.py:L141
+        "augment.auto_augment": "rand-m9-mstd0.5-inc1",  # config.py:L143
+        "augment.re_prob": 0.25,  # config.py:L145
+        "augment.interpolation": "bicubic",  # config.py:L31
+        "mixup.mixup_alpha": 0.8,  # config.py:L151
+        "mixup.cutmix_alpha": 1.0,  # config.py:L153
+        "mixup.label_smoothing": 0.1,  # config.py:L59
+        "optim.lr": 1.25e-3,  # yaml L15
+        "optim.lr_scaling": "batch/512",  # main_finetune.py:L322
+        "optim.lr_scaling_scope": "all",  # main_finetune.py:L322-L324
+        "optim.weight_decay": 0.05,  # yaml L18
+        "optim.layer_decay": 0.9,  # yaml L19
+        "optim.clip_grad": 5.0,  # config.py:L102
+        "optim.eps": 1e-8,  # config.py:L127
+        "schedule.epochs": 100,  # yaml L13
+        "schedule.warmup_epochs": 20,  # yaml L14
+        "schedule.warmup_lr": 2.5e-7,  # yaml L16
+        "schedule.min_lr": 2.5e-7,  # yaml L17
+        "schedule.warmup_prefix": False,  # lr_scheduler.py:L26-L35
+        "schedule.step": "iteration-after",  # main_finetune.py:L207-L208
+        "train.batch_size": 16 * 128,  # README.md:L132-L133
+    }
+    for dotted, want in expected.items():
+        node = config
+        for part in dotted.split("."):
+            node = node[part]
+        assert node == (pytest.approx(want) if isinstance(want, float) else want), dotted
+    assert finetune_recipe.peak_lr(config["optim"], config["train"]["batch_size"]) == pytest.approx(5e-3)

@@ -167,7 +167,7 @@ def build_classifier(
         **overrides,
     )
     model = backbone.model
-    check_rule_fits(context.card.name, model, context.config["optim"]["layer_decay_rule"])
+    check_rule_fits(backbone, context.config["optim"]["layer_decay_rule"])
     if pool == "token" and not getattr(model, "has_class_token", False):
         raise ValueError(f"{context.card.name} has no class token; use --set model.global_pool=avg")
     model.reset_classifier(n_classes, global_pool=pool)
@@ -192,16 +192,16 @@ def card_architecture(card: Any) -> str:
     return "swin" if str(card.architecture.get("timm_model", "")).startswith("swin") else "vit"
 
 
-def check_rule_fits(name: str, model: nn.Module, rule: str) -> None:
-    """Refuse a layer-decay rule defined over another architecture than ``model`` (before any training)."""
+def check_rule_fits(backbone: Backbone, rule: str) -> None:
+    """Refuse a layer-decay rule defined over another architecture than the backbone's (before training)."""
     from timm.models.swin_transformer import SwinTransformer
-    from timm.models.vision_transformer import VisionTransformer
 
-    want = {"vit": VisionTransformer, "swin": SwinTransformer}[rule_architecture(rule)]
-    if not isinstance(model, want):
+    want = rule_architecture(rule)
+    fits = isinstance(backbone.model, SwinTransformer) if want == "swin" else backbone.is_vit
+    if not fits:
         raise ValueError(
-            f"optim.layer_decay_rule {rule!r} is defined over {want.__name__} layers, but {name} is a "
-            f"{type(model).__name__}; {RULE_HINT}"
+            f"optim.layer_decay_rule {rule!r} is defined over {want.upper()} layers, but "
+            f"{backbone.card.name} is a {type(backbone.model).__name__}; {RULE_HINT}"
         )
 
 
@@ -403,12 +403,12 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any], batch_size: int = 25
 
 
 def build_scheduler(
-    optimizer: torch.optim.Optimizer, spec: dict[str, Any], updates_per_epoch: int, lr_factor: float = 1.0
+    optimizer: torch.optim.Optimizer, spec: dict[str, Any], updates_per_epoch: int, scale: float = 1.0
 ) -> Any:
     """A timm cosine schedule with a linear warmup, stepped per update (``step: iteration*``) or epoch.
 
     ``warmup_prefix`` true: the cosine runs over the epochs after the warm-up (BEiT, MAE); false: over the
-    whole run, the warm-up replacing its start (SimMIM).  ``lr_factor`` multiplies ``warmup_lr`` and
+    whole run, the warm-up replacing its start (SimMIM).  ``scale`` multiplies ``warmup_lr`` and
     ``min_lr`` (:func:`schedule_lr_factor`).
     """
     from timm.scheduler import create_scheduler_v2
@@ -425,8 +425,8 @@ def build_scheduler(
         sched=spec["sched"],
         num_epochs=epochs - warmup if prefix else epochs,
         warmup_epochs=warmup,
-        warmup_lr=float(spec["warmup_lr"]) * lr_factor,
-        min_lr=float(spec["min_lr"]) * lr_factor,
+        warmup_lr=float(spec["warmup_lr"]) * scale,
+        min_lr=float(spec["min_lr"]) * scale,
         warmup_prefix=prefix,
         step_on_epochs=not per_iteration,
         updates_per_epoch=updates_per_epoch if per_iteration else 0,
