@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench clean
+.PHONY: install demo test test-slow test-fast lint format bench clean
 
 install:
 	bash scripts/install.sh
@@ -15,8 +15,13 @@ install:
 demo: install
 	$(VENV)/bin/harmony-bench suite run demo
 
+# The README's test command: everything but the tests marked `slow` (about 10 min on 2 cores).
 test: install
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# The tests marked `slow` (multi-process DDP, kill-and-resume, the whole demo suite); CI runs them after `make test`.
+test-slow: install
+	$(PY) -m pytest -m slow $(PYTEST_ARGS)
 
 # Without the OpenMMLab tests (for quick iterations).
 test-fast: install

@@ -75,6 +75,7 @@ def test_smoke_finetune_learns_and_writes_a_valid_record(reference):
     assert sidecar["epoch"] == EPOCHS and sidecar["identity_hash"] == artifacts["run_identity_hash"]
 
 
+@pytest.mark.slow
 def test_resume_after_an_interruption_repeats_the_uninterrupted_run(
     root, reference, tmp_path, monkeypatch, capsys
 ):

@@ -73,6 +73,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_process_gloo_matches_one_process(tmp_path, monkeypatch):
     from harmony_bench.data.synth import captions
 

@@ -274,7 +274,7 @@ def test_cli_refuses_before_running(coco_synth, tmp_path, capsys):
         main([*base, "--backbone", "vit-tiny-random", "--data-root", str(coco_synth), "--set", "truncate=x"])
         == 2
     )
-    assert "truncate must be one of" in capsys.readouterr().err
+    assert "truncate = 'x' is not allowed: must be one of 'cut', 'eot'" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # a run that never started writes no record
 
 
