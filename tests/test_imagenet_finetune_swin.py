@@ -263,3 +263,15 @@ def test_simmim_swin_b_is_its_finetune_config():
             node = node[part]
         assert node == (pytest.approx(want) if isinstance(want, float) else want), dotted
     assert finetune_recipe.peak_lr(config["optim"], config["train"]["batch_size"]) == pytest.approx(5e-3)
+
+
+def test_family_presets_must_name_presets(tmp_path):
+    from harmony_bench.tasks import task_from_file
+    from harmony_bench.yaml_io import DataFileError
+
+    data = yaml.safe_load(Path(get_task(TASK).path).read_text(encoding="utf-8"))
+    data["family_presets"] = {"swin": {"smoke": "smoke-swim"}}
+    path = tmp_path / f"{TASK}.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(DataFileError, match="family_presets.swin maps 'smoke' to 'smoke-swim'"):
+        task_from_file(path)
