@@ -138,8 +138,8 @@ def test_demo_suite_is_declared_and_its_backbone_runs(capsys, tmp_path):
     assert main(["suite", "show", "demo", "--output", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out
     cells = [line.split()[1] for line in out.splitlines() if line.startswith("  pending")]
-    tasks = ["imagenet-zeroshot", "imagenet-knn", "imagenet-linear", "imagenet-finetune", "ade20k", "coco"]
-    tasks.append("retrieval-coco")
+    tasks = ["imagenet-zeroshot", "imagenet-knn", "imagenet-linear", "imagenet-finetune", "ade20k"]
+    tasks += ["ade20k-linear", "coco", "retrieval-coco"]
     frozen = [*tasks[:3], "retrieval-coco"]  # the pretrained tiny Harmony runs no trained task (time budget)
     assert cells == [f"vit-tiny-random__{task}__smoke__seed0" for task in tasks] + [
         f"harmony__{task}__smoke__seed0" for task in frozen

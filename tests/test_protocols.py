@@ -163,6 +163,24 @@ HEADLINE = {
         "train_cfg.val_interval",
         "train_dataloader.dataset.pipeline",
     ],
+    "ade20k-linear": [  # frozen backbone, one optimizer group: no layer decay
+        "crop_size",
+        "total_batch_size",
+        "model.backbone",
+        "model.backbone.out_indices",
+        "model.backbone.out_with_norm",
+        "model.backbone.drop_path_rate",
+        "model.backbone.img_size",
+        "model.decode_head.in_channels",
+        "model.decode_head.channels",
+        "model.test_cfg",
+        "optim_wrapper.optimizer.lr",
+        "optim_wrapper.optimizer.weight_decay",
+        "param_scheduler",
+        "train_cfg.max_iters",
+        "train_cfg.val_interval",
+        "train_dataloader.dataset.pipeline",
+    ],
     "coco": [
         "total_batch_size",
         "model.backbone.out_indices",
@@ -196,7 +214,8 @@ def test_every_mm_source_key_names_a_path_of_its_file_and_the_headline_is_cited(
         for key in sources:
             assert lookup(plain, key) is not MISSING, f"{path.name}: sources key {key!r} is not a config path"
         if not path.name.startswith("_base_"):
-            for key in HEADLINE[task]:
+            headline = HEADLINE["ade20k-linear" if path.name.startswith("linear_") else task]
+            for key in headline:
                 assert find_source(key, [sources]) is not None, f"{path.name}: {key} has no source"
 
 

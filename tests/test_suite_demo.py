@@ -22,7 +22,7 @@ def test_demo_suite_runs_and_resumes(tmp_path, capsys):
     printed = capsys.readouterr().out
     suite = load_suite("demo", out)
     records = sorted((out / "records").glob("*.json"))
-    assert len(records) == len(suite.cells) == 11
+    assert len(records) == len(suite.cells) == 12
     for path in records:
         record = json.loads(path.read_text())
         assert record["status"]["state"] == "completed", record["status"]
@@ -52,11 +52,11 @@ def test_demo_suite_runs_and_resumes(tmp_path, capsys):
     assert (out / "leaderboard.html").is_file() and (out / "figures" / "heatmap.svg").is_file()
     # a rerun finds every record and runs nothing
     assert main(["suite", "run", "demo", "--output", str(out), "--no-progress", "--no-leaderboard"]) == 0
-    assert "11 cells, 11 done, 0 to run" in capsys.readouterr().out
+    assert "12 cells, 12 done, 0 to run" in capsys.readouterr().out
     # without the state file, the records are recognised as the cells' results by their identity
     # (card, task, preset, protocol version, resolved config hash, seed, synthetic data)
     (out / ".suite" / "demo" / "state.json").unlink()
     assert main(["suite", "run", "demo", "--output", str(out), "--no-progress", "--no-leaderboard"]) == 0
-    assert "11 cells, 11 done, 0 to run" in capsys.readouterr().out
-    assert len(list((out / "records").glob("*.json"))) == 11
+    assert "12 cells, 12 done, 0 to run" in capsys.readouterr().out
+    assert len(list((out / "records").glob("*.json"))) == 12
     assert "Unreadable" not in board  # the synthetic data next to the records is never read as records

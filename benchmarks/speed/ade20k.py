@@ -94,23 +94,28 @@ def reference(crop: int) -> dict:
     )
 
 
-def main() -> None:
-    """Time both segmentors alternately and print the ratio of median step times."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def setup(doc: str) -> tuple[argparse.Namespace, str]:
+    """``--crop/--batch/--steps`` parsed, our modules registered into mmseg, the device picked, seed 0."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--crop", type=int, default=256)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--steps", type=int, default=6)
     args = parser.parse_args()
-    from unittest import mock
-
     from mmengine.registry import init_default_scope
 
     from harmony_bench.dense import register_into
 
     register_into("mmseg")
     init_default_scope("mmseg")
-    device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
+    return args, "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main() -> None:
+    """Time both segmentors alternately and print the ratio of median step times."""
+    from unittest import mock
+
+    args, device = setup(__doc__)
     with mock.patch("harmony_bench.dense.adapter.load_backbone", _random_backbone):
         models = {
             "ours": segmentor(ours(args.crop), args.crop),
@@ -172,6 +177,7 @@ def _random_backbone(name: str, checkpoint: str | None = None, **kwargs):
 
     card = get_card(name)
     kwargs.pop("trust_checkpoint", None)
+    kwargs.pop("pos_embed_antialias", None)  # a checkpoint-loading option: nothing is loaded here
     model = build_image_model(card, kwargs)
     return Backbone(
         card, model, LoadReport(backbone=name, converter=None), None, None, kwargs.get("img_size")

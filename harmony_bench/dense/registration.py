@@ -9,8 +9,8 @@ import functools
 def register_into(scope: str) -> None:
     """Make our modules buildable from ``scope``'s configs.
 
-    ``RegistryBackbone``, ``TimmLayerDecayOptimizerConstructor``, ``MMCV1PolyLR`` and, for mmdet, the ViT
-    pyramid neck.
+    ``RegistryBackbone`` (and its frozen variant), ``TimmLayerDecayOptimizerConstructor``,
+    ``TrainableOnlyOptimWrapperConstructor``, ``MMCV1PolyLR`` and, for mmdet, the ViT pyramid neck.
 
     Args:
         scope: ``"mmseg"`` or ``"mmdet"``; the toolbox is imported here, not before.
@@ -18,6 +18,7 @@ def register_into(scope: str) -> None:
     from mmengine.registry import PARAM_SCHEDULERS
 
     from harmony_bench.dense.adapter import RegistryBackbone
+    from harmony_bench.dense.frozen import FrozenRegistryBackbone, TrainableOnlyOptimWrapperConstructor
     from harmony_bench.dense.layer_decay import TimmLayerDecayOptimizerConstructor
     from harmony_bench.dense.schedules import MMCV1PolyLR
 
@@ -34,6 +35,7 @@ def register_into(scope: str) -> None:
         raise ValueError(f"unknown OpenMMLab scope {scope!r}; expected 'mmseg' or 'mmdet'")
     register_all_modules(init_default_scope=False)
     MODELS.register_module("RegistryBackbone", module=RegistryBackbone, force=True)
+    MODELS.register_module("FrozenRegistryBackbone", module=FrozenRegistryBackbone, force=True)
     if scope == "mmseg":
         from mmseg.registry import METRICS
 
@@ -42,5 +44,8 @@ def register_into(scope: str) -> None:
         METRICS.register_module("PerClassIoUMetric", module=PerClassIoUMetric, force=True)
     OPTIM_WRAPPER_CONSTRUCTORS.register_module(
         "TimmLayerDecayOptimizerConstructor", module=TimmLayerDecayOptimizerConstructor, force=True
+    )
+    OPTIM_WRAPPER_CONSTRUCTORS.register_module(
+        "TrainableOnlyOptimWrapperConstructor", module=TrainableOnlyOptimWrapperConstructor, force=True
     )
     PARAM_SCHEDULERS.register_module("MMCV1PolyLR", module=MMCV1PolyLR, force=True)  # the root registry

@@ -8,6 +8,7 @@ user's ``cfg_options``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +22,30 @@ _after_train_iter = None
 
 def preflight(context: TaskContext) -> None:
     """Refuse a missing or mis-laid dataset, bad annotations, an unknown size or a bad config, up front."""
+    check_inputs(context, build_config)
+
+
+def check_inputs(context: TaskContext, build: Callable[[TaskContext], Any]) -> None:
+    """The checks of every ADE20K protocol: dataset, annotations, then ``build(context)``."""
     from harmony_bench.paths import default_results_dir
     from harmony_bench.tasks.ade20k.validate import cache_dir, check_dataset
 
     root = resolve_root(context.options.data_root)
     check_dataset(root, cache_dir(context.options.output or default_results_dir()))
-    build_config(context)  # e.g. a batch that does not split over the processes, a bad --cfg-options key
+    build(context)  # e.g. a batch that does not split over the processes, a bad --cfg-options key
 
 
 def protocol_file(context: TaskContext) -> Path:
     """``benchmarks/ade20k/<the size's file>`` for this run's size and preset."""
     size, files = protocol.resolve_size(context), context.config["mm_config"]
     if size not in files:
-        raise ValueError(f"ade20k size must be one of {sorted(files)} or auto, got {size!r}")
+        raise ValueError(f"{context.task.name} size must be one of {sorted(files)} or auto, got {size!r}")
     if not files[size]:
         preset = context.options.preset or context.task.default_preset
         sizes = sorted(name for name, file in files.items() if file)
         raise ValueError(
-            f"preset {preset!r} of ade20k has no ViT-{size.upper()} protocol (its source runs only "
-            f"{', '.join(f'ViT-{s.upper()}' for s in sizes)}); use --preset paper for this backbone"
+            f"preset {preset!r} of {context.task.name} has no ViT-{size.upper()} protocol (its source runs "
+            f"only {', '.join(f'ViT-{s.upper()}' for s in sizes)}); use --preset paper for this backbone"
         )
     return Path(context.task.path).parent / files[size]
 
@@ -66,11 +72,16 @@ def build_config(
         cfg.model.decode_head.channels = widths[0]  # UPerHead channels = embed dim (iBOT)
     cfg.model.decode_head.in_channels = widths
     cfg.model.auxiliary_head.in_channels = widths[2]
-    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
-        loader.dataset.data_root = str(root) if root is not None else "<--data-root>"
+    set_data_root(cfg, root)
     protocol.finish(cfg, context)
     _propagate_norm(cfg)
     return cfg
+
+
+def set_data_root(cfg: Any, root: Path | None) -> None:
+    """Every loader reads the checked ADEChallengeData2016 folder (a placeholder when none is given)."""
+    for loader in (cfg.train_dataloader, cfg.val_dataloader, cfg.test_dataloader):
+        loader.dataset.data_root = str(root) if root is not None else "<--data-root>"
 
 
 def _propagate_norm(cfg: Any) -> None:
@@ -103,13 +114,20 @@ def sheet_variants(spec: Any, preset: str) -> list[tuple[str, dict[str, Any], st
 
 def run(context: TaskContext) -> TaskOutcome:
     """Train UperNet on ADE20K with mmengine and return mIoU, mAcc, aAcc and per-class IoU."""
+    return train_segmentor(context, build_config, _after_train_iter)
+
+
+def train_segmentor(
+    context: TaskContext, build: Callable[..., Any], after_train_iter: Any = None
+) -> TaskOutcome:
+    """Train the segmentor ``build(context, root)`` configures; its mIoU, mAcc, aAcc and per-class IoU."""
     from harmony_bench.dense import register_into
     from harmony_bench.results import metric
 
     register_into("mmseg")
     root = resolve_root(context.options.data_root)
-    cfg = build_config(context, root)
-    metrics, evaluators, start_iter = protocol.train(context, cfg, root, _after_train_iter)
+    cfg = build(context, root)
+    metrics, evaluators, start_iter = protocol.train(context, cfg, root, after_train_iter)
     seg = evaluators[0]
     result = {name: metric(round(float(metrics[name]), 4), unit="%") for name in ("mIoU", "mAcc", "aAcc")}
     result["constant_baseline_mIoU"] = metric(seg.constant_baseline_mIoU, unit="%")
