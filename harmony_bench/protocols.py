@@ -24,7 +24,16 @@ from harmony_bench.registry import Registry, UnknownNameError, import_object, su
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
 REQUIRED_KEYS = {"name", "description", "runner", "protocol_version", "dataset", "config", "metrics"}
-OPTIONAL_KEYS = {"presets", "default_preset", "sources", "preset_docs", "deviations", "notes", "constraints"}
+OPTIONAL_KEYS = {
+    "presets",
+    "default_preset",
+    "family_presets",
+    "sources",
+    "preset_docs",
+    "deviations",
+    "notes",
+    "constraints",
+}
 PRESET_DOC_KEYS = {"summary", "sources", "deviations"}
 
 
@@ -46,7 +55,21 @@ class TaskSpec:
     deviations: list[str] = field(default_factory=list)
     notes: str | None = None
     constraints: dict[str, Any] = field(default_factory=dict)
+    # backbone family -> {preset asked for: preset run}: a family whose architecture needs its own recipe
+    # (Swin's layer decay is over stages, not ViT blocks) runs that recipe under the common name (``smoke``)
+    family_presets: dict[str, dict[str, str]] = field(default_factory=dict)
     path: str | None = None
+
+    def preset_for(self, preset: str | None, family: str | None) -> str | None:
+        """The preset that runs when ``preset`` (None: the default) is asked for on a backbone of ``family``.
+
+        ``family_presets`` in the protocol file maps a family's request to its own preset (``smoke`` ->
+        ``smoke-swin``); the record names the preset that ran.  Other requests are returned unchanged.
+        """
+        asked = preset or self.default_preset
+        if asked is None:
+            return None
+        return (self.family_presets.get(family or "") or {}).get(asked, asked)
 
     def resolve_config(
         self, preset: str | None, overrides: dict[str, Any] | None = None, what: str = "the overrides"
@@ -162,6 +185,14 @@ def check_schema(spec: TaskSpec) -> None:
             ) from exc
     if spec.default_preset is not None and spec.default_preset not in (spec.presets or {}):
         raise DataFileError(f"{path}: default_preset {spec.default_preset!r} is not one of the presets")
+    for family, table in (spec.family_presets or {}).items():
+        if not isinstance(table, dict):
+            raise DataFileError(f"{path}: family_presets.{family} must map a preset name to a preset")
+        for asked, ran in table.items():
+            if asked not in (spec.presets or {}) or ran not in (spec.presets or {}):
+                raise DataFileError(
+                    f"{path}: family_presets.{family} maps {asked!r} to {ran!r}; both must be presets"
+                )
 
 
 def check_runner_link(runner: str, path: str) -> None:

@@ -182,7 +182,10 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
     spec = get_task(task)
     resolved, options = resolve(backbone, options)
     card = resolved.card
-    config = spec.resolve_config(options.preset, options.overrides, "the overrides (--set, --cfg-options)")
+    preset = spec.preset_for(options.preset, card.family)  # e.g. smoke -> smoke-swin (family_presets)
+    if preset != (options.preset or spec.default_preset):
+        log.info("preset %s of %s is %s for %s backbones", options.preset, spec.name, preset, card.family)
+    config = spec.resolve_config(preset, options.overrides, "the overrides (--set, --cfg-options)")
     output = check_writable_dir(options.output or _default_output(), "--output")
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", card.name).strip("-")
     work_dir = options.work_dir or output / "work" / f"{slug}__{spec.name}__seed{options.seed}"
@@ -191,8 +194,9 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
     options, note = smoke_data(spec, options)  # after every check: writes the synthetic dataset once
     if note:
         log.info("%s", note)
+    if preset != (options.preset or spec.default_preset):
+        options = dataclasses.replace(options, preset=preset)  # the task sees the preset that runs
     context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=work_dir)
-    preset = options.preset or spec.default_preset
     task_block = {
         "name": spec.name,
         "protocol_version": spec.protocol_version,

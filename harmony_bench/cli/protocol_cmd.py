@@ -99,13 +99,14 @@ def run(args: argparse.Namespace) -> int:
         overrides = deep_merge(overrides, {"size": args.size})
     if args.detector:
         overrides = deep_merge(overrides, {"detector": args.detector})
-    config = spec.resolve_config(args.preset, overrides)
     card = resolve_backbone(args.backbone or SIZE_CARDS[args.size or "b"]).card  # any --backbone form
-    options = RunOptions(preset=args.preset, overrides=overrides)
+    preset = spec.preset_for(args.preset, card.family) if args.backbone else args.preset  # as `run` would
+    config = spec.resolve_config(preset, overrides)
+    options = RunOptions(preset=preset, overrides=overrides)
     context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=Path("<work_dir>"))
     describe = getattr(importlib.import_module(spec.runner.partition(":")[0]), "describe", None)
-    print(describe(context) if describe else _with_sources(spec, config, args.preset), end="")
-    print(_preset_notes(spec, args.preset), end="")
+    print(describe(context) if describe else _with_sources(spec, config, preset), end="")
+    print(_preset_notes(spec, preset), end="")
     return 0
 
 

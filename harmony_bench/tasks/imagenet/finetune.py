@@ -124,6 +124,10 @@ def check_config(config: dict[str, Any]) -> None:
         raise ValueError(f"optim.lr_scaling must be one of {recipe.LR_SCALINGS}")
     if config["optim"]["layer_decay_rule"] not in recipe.LAYER_RULES:
         raise ValueError(f"optim.layer_decay_rule must be one of {sorted(recipe.LAYER_RULES)}")
+    if config["optim"].get("lr_scaling_scope", "peak") not in recipe.LR_SCALING_SCOPES:
+        raise ValueError(f"optim.lr_scaling_scope must be one of {recipe.LR_SCALING_SCOPES}")
+    if config["schedule"]["step"] not in recipe.SCHEDULE_STEPS:
+        raise ValueError(f"schedule.step must be one of {recipe.SCHEDULE_STEPS}")
     if not isinstance(config["checkpointing"]["resume"], bool):
         raise ValueError("checkpointing.resume must be true or false")
     epochs, warmup = int(config["schedule"]["epochs"]), int(config["schedule"]["warmup_epochs"])
@@ -136,6 +140,13 @@ def preflight(context: TaskContext) -> None:
     """Before any record: the dataset layout, the config values, and an existing checkpoint's identity."""
     root = check_data(context, ["train", "val"])
     check_config(context.config)
+    rule = context.config["optim"]["layer_decay_rule"]
+    if recipe.rule_architecture(rule) != recipe.card_architecture(context.card):
+        raise ValueError(
+            f"preset {context.options.preset or context.task.default_preset} uses optim.layer_decay_rule "
+            f"{rule!r}, defined over {recipe.rule_architecture(rule).upper()} layers, but "
+            f"{context.card.name} is a {recipe.card_architecture(context.card).upper()}; {recipe.RULE_HINT}"
+        )
     device = select_device(context.config.get("device"))
     identity = run_identity(context, root, world_size(), device.type)
     state.check_resumable(context.work_dir, identity, bool(context.config["checkpointing"]["resume"]))
@@ -161,6 +172,7 @@ class Trainer:
     clip_grad: float | None
     per_iteration: bool
     proc: ProcessGroup
+    step_after: bool = False  # schedule.step iteration-after: set the lr after each update (SimMIM)
     num_updates: int = 0
     history: list[dict[str, float | None]] = field(default_factory=list)
 
@@ -203,7 +215,7 @@ class Trainer:
     def _step(self) -> None:
         import torch
 
-        if self.per_iteration:
+        if self.per_iteration and not self.step_after:
             # the lr of this update, as BEiT sets lr_schedule_values[it] before its step
             self.scheduler.step_update(self.num_updates)
         if self.clip_grad is not None:
@@ -212,6 +224,8 @@ class Trainer:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        if self.step_after:  # SimMIM: step_update(epoch * num_steps + idx) after the update idx
+            self.scheduler.step_update(self.num_updates)
         self.num_updates += 1
 
     def evaluate(self, loader: Any) -> dict[str, float | None]:
@@ -381,8 +395,10 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
     if proc.world > 1:
         ids = [device.index] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(module, device_ids=ids)
-    optimizer = recipe.build_optimizer(module, config["optim"], int(config["train"]["batch_size"]))
-    scheduler = recipe.build_scheduler(optimizer, config["schedule"], updates_per_epoch)
+    batch = int(config["train"]["batch_size"])
+    optimizer = recipe.build_optimizer(module, config["optim"], batch)
+    factor = recipe.schedule_lr_factor(config["optim"], batch)
+    scheduler = recipe.build_scheduler(optimizer, config["schedule"], updates_per_epoch, factor)
     mixup, criterion = recipe.build_mixup(config["mixup"], len(train.classes))
     amp = effective_amp(device.type, config["amp"], training=True)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
@@ -399,8 +415,9 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
         amp=amp,
         accum=accum,
         clip_grad=float(clip) if clip is not None else None,
-        per_iteration=config["schedule"]["step"] == "iteration",
+        per_iteration=config["schedule"]["step"] != "epoch",
         proc=proc,
+        step_after=config["schedule"]["step"] == "iteration-after",
     )
 
     start = 0

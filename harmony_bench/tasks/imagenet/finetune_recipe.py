@@ -26,7 +26,13 @@ Which recipe a preset runs is data, selected by config keys, so another recipe i
 - ``optim.opt`` (any timm optimizer), ``optim.lr_scaling`` (``none``: ``lr`` is absolute, BEiT/iBOT/SLIP;
   ``batch/256``: ``lr`` is MAE's base lr, ``lr * train.batch_size / 256``);
 - ``optim.layer_decay_rule``: how parameters map to layers for the lr decay (:data:`LAYER_RULES`;
-  ``beit`` is BEiT's ``get_num_layer_for_vit`` and MAE's ``get_layer_id_for_vit``, which agree).
+  ``beit`` is BEiT's ``get_num_layer_for_vit`` and MAE's ``get_layer_id_for_vit``, which agree;
+  ``simmim-swin`` is SimMIM's ``get_swin_layer`` restated for timm's Swin names, :func:`simmim_swin_layer`);
+- ``optim.lr_scaling_scope`` (``all``: SimMIM scales the warm-up and minimum lr with the peak),
+  ``optim.no_weight_decay_keywords`` (SimMIM's ``no_weight_decay_keywords()``), ``schedule.warmup_prefix``
+  (``false``: timm's ``CosineLRScheduler`` default, which SimMIM uses: the cosine spans the whole run and the
+  warm-up overrides its start) and ``schedule.step: iteration-after`` (SimMIM steps the schedule after each
+  update, so update k runs at the lr of k - 1 and the first at the warm-up lr).
 """
 
 from __future__ import annotations
@@ -45,7 +51,9 @@ log = logging.getLogger(__name__)
 
 GLOBAL_POOLS = ("token", "avg")
 NORMALIZE = ("imagenet", "card")
-LR_SCALINGS = ("none", "batch/256")
+LR_SCALINGS = ("none", "batch/256", "batch/512")
+LR_SCALING_SCOPES = ("peak", "all")
+SCHEDULE_STEPS = ("iteration", "epoch", "iteration-after")
 
 
 def preprocessing(context: TaskContext) -> dict[str, Any]:
@@ -159,22 +167,48 @@ def build_classifier(
         **overrides,
     )
     model = backbone.model
-    if not backbone.is_vit:
-        raise ValueError(
-            f"imagenet-finetune implements the ViT recipe (layer decay over blocks, class-token head); "
-            f"{context.card.name} is a {type(model).__name__}"
-        )
+    check_rule_fits(backbone, context.config["optim"]["layer_decay_rule"])
     if pool == "token" and not getattr(model, "has_class_token", False):
         raise ValueError(f"{context.card.name} has no class token; use --set model.global_pool=avg")
     model.reset_classifier(n_classes, global_pool=pool)
     if spec.get("fc_norm"):
         move_norm_after_pool(model)
+    head = model.get_classifier()  # ViT: head; Swin: head.fc
     generator = torch.Generator().manual_seed(context.options.seed)
     with torch.no_grad():
-        torch.nn.init.trunc_normal_(model.head.weight, std=0.02, generator=generator)
-        model.head.weight.mul_(float(spec["head_init_scale"]))
-        model.head.bias.zero_()
+        torch.nn.init.trunc_normal_(head.weight, std=0.02, generator=generator)
+        head.weight.mul_(float(spec["head_init_scale"]))
+        head.bias.zero_()
     return model, backbone
+
+
+def rule_architecture(rule: str) -> str:
+    """The architecture a layer-decay rule is defined over: ``swin`` for ``simmim-swin``, else ``vit``."""
+    return "swin" if rule == "simmim-swin" else "vit"
+
+
+def card_architecture(card: Any) -> str:
+    """``swin`` for a card whose timm model is a Swin Transformer, else ``vit``."""
+    return "swin" if str(card.architecture.get("timm_model", "")).startswith("swin") else "vit"
+
+
+def check_rule_fits(backbone: Backbone, rule: str) -> None:
+    """Refuse a layer-decay rule defined over another architecture than the backbone's (before training)."""
+    from timm.models.swin_transformer import SwinTransformer
+
+    want = rule_architecture(rule)
+    fits = isinstance(backbone.model, SwinTransformer) if want == "swin" else backbone.is_vit
+    if not fits:
+        raise ValueError(
+            f"optim.layer_decay_rule {rule!r} is defined over {want.upper()} layers, but "
+            f"{backbone.card.name} is a {type(backbone.model).__name__}; {RULE_HINT}"
+        )
+
+
+RULE_HINT = (
+    "ViT backbones run the BEiT/MAE presets (layer_decay_rule beit), Swin backbones simmim-swin-b "
+    "(layer_decay_rule simmim-swin; `--preset smoke` picks smoke-swin for them)"
+)
 
 
 def move_norm_after_pool(model: nn.Module) -> None:
@@ -249,13 +283,81 @@ class _BeitLayers:
 LAYER_RULES["beit"] = _BeitLayers
 
 
-def peak_lr(spec: dict[str, Any], batch_size: int) -> float:
-    """The optimizer's lr: ``optim.lr`` as given (``lr_scaling: none``) or ``lr * batch / 256`` (MAE)."""
+def simmim_swin_layer(name: str, depths: tuple[int, ...] | list[int]) -> int:
+    """SimMIM's Swin layer id of a timm ``SwinTransformer`` parameter (ids 0 .. sum(depths) + 1).
+
+    SimMIM ``optimizer.py`` ``get_swin_layer`` on SimMIM's names: ``patch_embed`` (and ``mask_token``) 0;
+    ``layers.i.blocks.j`` ``sum(depths[:i]) + j + 1``; the patch merging that closes stage i
+    (``layers.i.downsample.{reduction,norm}``) ``sum(depths[:i + 1])``, the id of stage i's last block;
+    everything else (final ``norm``, ``head``, and ``absolute_pos_embed``, which it does not name) the top,
+    ``sum(depths) + 1``.  timm keeps that patch merging at the start of the next stage
+    (``layers.<i+1>.downsample``), so timm's ``layers.s.downsample`` gets ``sum(depths[:s])``.
+    """
+    parts = name.split(".")
+    if name == "mask_token" or parts[0] == "patch_embed":
+        return 0
+    if parts[0] == "layers":
+        stage = int(parts[1])
+        if parts[2] == "downsample":  # SimMIM's layers.<stage-1>.downsample: its last block's id
+            return sum(depths[:stage])
+        if parts[2] == "blocks":
+            return sum(depths[:stage]) + int(parts[3]) + 1
+    return sum(depths) + 1
+
+
+class _SimmimSwinLayers:
+    """A timm Swin as ``param_groups_layer_decay`` sees it, with SimMIM's ids (:func:`simmim_swin_layer`).
+
+    timm's ``SwinTransformer.group_matcher`` gives each stage's patch merging its own group before the
+    stage's blocks (an extra layer per stage) and the final norm the last block's layer; SimMIM's rule has
+    sum(depths) + 2 layers, patch merging sharing the previous block's.  timm accepts a callable matcher
+    (name -> ordinal); every id from 0 to the top occurs in a Swin, so timm's renumbering keeps them.
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.depths = [len(stage.blocks) for stage in model.layers]
+
+    def named_parameters(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model.named_parameters(*args, **kwargs)
+
+    def group_matcher(self, coarse: bool = False) -> Any:
+        return lambda name: simmim_swin_layer(name, self.depths)
+
+
+LAYER_RULES["simmim-swin"] = _SimmimSwinLayers
+
+
+def lr_factor(spec: dict[str, Any], batch_size: int) -> float:
+    """The factor of ``optim.lr_scaling``: 1 (``none``), ``batch / 256`` (MAE), ``batch / 512`` (SimMIM)."""
     rule = spec.get("lr_scaling", "none")
     if rule not in LR_SCALINGS:
         raise ValueError(f"optim.lr_scaling must be one of {LR_SCALINGS}, got {rule!r}")
-    lr = float(spec["lr"])
-    return lr * batch_size / 256 if rule == "batch/256" else lr
+    return 1.0 if rule == "none" else batch_size / int(rule.partition("/")[2])
+
+
+def peak_lr(spec: dict[str, Any], batch_size: int) -> float:
+    """The optimizer's lr: ``optim.lr`` as given (``lr_scaling: none``) or times :func:`lr_factor`."""
+    return float(spec["lr"]) * lr_factor(spec, batch_size)
+
+
+def schedule_lr_factor(spec: dict[str, Any], batch_size: int) -> float:
+    """The factor on ``schedule.warmup_lr`` and ``min_lr``: :func:`lr_factor` for scope ``all``, else 1.
+
+    SimMIM ``main_finetune.py`` scales BASE_LR, WARMUP_LR and MIN_LR alike; MAE scales only the peak.
+    """
+    scope = spec.get("lr_scaling_scope", "peak")
+    if scope not in LR_SCALING_SCOPES:
+        raise ValueError(f"optim.lr_scaling_scope must be one of {LR_SCALING_SCOPES}, got {scope!r}")
+    return lr_factor(spec, batch_size) if scope == "all" else 1.0
+
+
+def no_weight_decay_names(model: nn.Module, spec: dict[str, Any]) -> set[str]:
+    """``model.no_weight_decay()`` and each parameter named with a ``no_weight_decay_keywords`` entry."""
+    names = set(model.no_weight_decay()) if hasattr(model, "no_weight_decay") else set()
+    keywords = list(spec.get("no_weight_decay_keywords") or [])
+    names |= {name for name, _ in model.named_parameters() if any(k in name for k in keywords)}
+    return names
 
 
 def build_optimizer(model: nn.Module, spec: dict[str, Any], batch_size: int = 256) -> torch.optim.Optimizer:
@@ -286,7 +388,7 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any], batch_size: int = 25
         return param_groups_layer_decay(
             layers(module),
             weight_decay=weight_decay,
-            no_weight_decay_list=module.no_weight_decay(),
+            no_weight_decay_list=no_weight_decay_names(module, spec),
             layer_decay=float(layer_decay),
         )
 
@@ -300,24 +402,32 @@ def build_optimizer(model: nn.Module, spec: dict[str, Any], batch_size: int = 25
     )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, spec: dict[str, Any], updates_per_epoch: int) -> Any:
-    """A timm cosine schedule after a linear warmup, stepped per update (``step: iteration``) or epoch."""
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, spec: dict[str, Any], updates_per_epoch: int, scale: float = 1.0
+) -> Any:
+    """A timm cosine schedule with a linear warmup, stepped per update (``step: iteration*``) or epoch.
+
+    ``warmup_prefix`` true: the cosine runs over the epochs after the warm-up (BEiT, MAE); false: over the
+    whole run, the warm-up replacing its start (SimMIM).  ``scale`` multiplies ``warmup_lr`` and
+    ``min_lr`` (:func:`schedule_lr_factor`).
+    """
     from timm.scheduler import create_scheduler_v2
 
     epochs, warmup = int(spec["epochs"]), int(spec["warmup_epochs"])
     if not 0 <= warmup < epochs:
         raise ValueError(f"schedule.warmup_epochs must be in [0, epochs={epochs}), got {warmup}")
-    per_iteration = spec["step"] == "iteration"
-    if spec["step"] not in ("iteration", "epoch"):
-        raise ValueError(f"schedule.step must be 'iteration' or 'epoch', got {spec['step']!r}")
+    if spec["step"] not in SCHEDULE_STEPS:
+        raise ValueError(f"schedule.step must be one of {SCHEDULE_STEPS}, got {spec['step']!r}")
+    per_iteration = spec["step"] != "epoch"
+    prefix = bool(spec.get("warmup_prefix", True))
     scheduler, total = create_scheduler_v2(
         optimizer,
         sched=spec["sched"],
-        num_epochs=epochs - warmup,
+        num_epochs=epochs - warmup if prefix else epochs,
         warmup_epochs=warmup,
-        warmup_lr=float(spec["warmup_lr"]),
-        min_lr=float(spec["min_lr"]),
-        warmup_prefix=True,
+        warmup_lr=float(spec["warmup_lr"]) * scale,
+        min_lr=float(spec["min_lr"]) * scale,
+        warmup_prefix=prefix,
         step_on_epochs=not per_iteration,
         updates_per_epoch=updates_per_epoch if per_iteration else 0,
     )
