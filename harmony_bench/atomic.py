@@ -16,6 +16,7 @@ start with a dot and end in ``.tmp``, carry the pid and a random part, and are r
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import IO, Any
 
 Writer = Callable[[IO[bytes]], None]
+# os.link errors that mean "this file system has no hard links" (some FUSE/SMB mounts); any other
+# numbered error (EIO, ENOSPC, ...) is a real failure and propagates.
+NO_HARDLINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 
 
 def temp_path(path: Path) -> Path:
@@ -95,26 +99,32 @@ def publish_new(path: Path, write: Writer) -> Path:
     """
     path = Path(path)
     if path.exists():
-        raise FileExistsError(f"{path} already exists; it is never overwritten")
+        raise _exists_error(path)
     tmp = _write_temp(path, write)
     try:
         try:
             os.link(tmp, path)
         except FileExistsError:
-            raise FileExistsError(f"{path} already exists; it is never overwritten") from None
-        except OSError:  # no hard links here (some network and FUSE file systems): exclusive create + copy
-            _copy_exclusive(tmp, path)
+            raise _exists_error(path) from None
+        except OSError as exc:
+            if exc.errno is not None and exc.errno not in NO_HARDLINK_ERRNOS:
+                raise
+            _copy_exclusive(tmp, path)  # no hard links here: exclusive create + copy, still never replaces
     finally:
         tmp.unlink(missing_ok=True)
     fsync_dir(path.parent)
     return path
 
 
+def _exists_error(path: Path) -> FileExistsError:
+    return FileExistsError(errno.EEXIST, "the file exists; it is never overwritten", str(path))
+
+
 def _copy_exclusive(tmp: Path, final: Path) -> None:
     try:
         fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     except FileExistsError:
-        raise FileExistsError(f"{final} already exists; it is never overwritten") from None
+        raise _exists_error(final) from None
     try:
         with os.fdopen(fd, "wb") as out, open(tmp, "rb") as src:
             shutil.copyfileobj(src, out)

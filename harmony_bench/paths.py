@@ -24,7 +24,7 @@ def backbone_card_dirs() -> list[Path]:
 
 
 # Folders of benchmarks/ whose *.yaml files are task protocols (suites/ and speed/ are not).
-TASK_GROUPS = ("tasks", "imagenet", "ade20k", "coco", "retrieval")
+TASK_GROUPS = ("imagenet", "ade20k", "coco", "retrieval")
 
 
 def task_dirs() -> list[Path]:

@@ -8,11 +8,11 @@ fail loudly instead of silently shadowing an entry (lm-evaluation-harness's
 imported on first use, which keeps heavy stacks (mmseg, mmdet) out of
 ``import harmony_bench``.
 
-Example::
+Example (the task protocols are kept this way, :func:`harmony_bench.protocols.load_tasks`)::
 
-    TASK_RUNNERS: Registry[Callable] = Registry("task runner")
-    TASK_RUNNERS.register("ade20k", "harmony_bench.tasks.ade20k:run")
-    runner = TASK_RUNNERS.get("ade20k")  # imports the module now
+    specs: Registry[TaskSpec] = Registry("task")
+    specs.register("imagenet-knn", spec)
+    specs.get("imagenet-kn")  # UnknownNameError: ... did you mean 'imagenet-knn'?
 """
 
 from __future__ import annotations

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import random
 import re
 from collections.abc import Callable
@@ -23,7 +22,8 @@ from typing import Any
 from harmony_bench.cards import BackboneCard
 from harmony_bench.models.names import ResolvedBackbone
 from harmony_bench.preflight import check_checkpoint, check_writable_dir
-from harmony_bench.tasks import TaskSpec, get_task
+from harmony_bench.protocols import TaskSpec, get_task
+from harmony_bench.runtime import is_main_process
 from harmony_bench.threads import configure_threads, max_workers
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,38 @@ class RunFailed(RuntimeError):
         self.record_path = record_path
 
 
-TaskRunner = Callable[[TaskContext], TaskOutcome]
+@dataclass(frozen=True)
+class TaskRunner:
+    """The contract between a protocol's ``runner: "module:attr"`` string and code.
+
+    Every task module ends with ``RUNNER = TaskRunner(run=run, preflight=preflight)`` and its protocol
+    names it (``runner: "harmony_bench.tasks.imagenet.knn:RUNNER"``); :mod:`harmony_bench.protocols`
+    checks that link when the protocol loads (without importing the task's heavy stack).
+
+    Attributes:
+        run: Does the work on the built context and returns the metrics and the dataset identity.
+        preflight: Checks the user's inputs (e.g. the ``--data-root`` layout) before any work or record;
+            its errors are usage errors (exit 2), not failed runs.  None when there is nothing to check.
+    """
+
+    run: Callable[[TaskContext], TaskOutcome]
+    preflight: Callable[[TaskContext], None] | None = None
+
+    def check(self, context: TaskContext) -> None:
+        """Run the preflight check, if any."""
+        if self.preflight is not None:
+            self.preflight(context)
+
+
+def load_task_runner(spec: TaskSpec) -> TaskRunner:
+    """Import the protocol's runner (this is where heavy stacks get imported) and check its type."""
+    runner = spec.load_runner()
+    if not isinstance(runner, TaskRunner):
+        raise TypeError(
+            f"task {spec.name!r}: runner {spec.runner!r} is a {type(runner).__name__}, not a "
+            "harmony_bench.runner.TaskRunner (end the module with RUNNER = TaskRunner(run=run, ...))"
+        )
+    return runner
 
 
 def seed_everything(seed: int) -> None:
@@ -176,10 +207,10 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
     _preflight(spec, context)
     start, error, outcome = datetime.now(timezone.utc), None, None
     try:
-        runner: TaskRunner = spec.load_runner()
+        runner = load_task_runner(spec)
         configure_threads(max_workers(config))
         seed_everything(options.seed)
-        outcome = runner(context)
+        outcome = runner.run(context)
     except Exception as exc:  # the record must say what failed, then we re-raise
         error = exc
     dataset = outcome.dataset if outcome else _dataset_guess(options, spec)
@@ -203,25 +234,23 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
 
 def _is_main_process() -> bool:
     """Whether this process writes the record: under torchrun only rank 0 does, so one run is one record."""
-    return int(os.environ.get("RANK", "0")) == 0
+    return is_main_process()
 
 
 def _preflight(spec: TaskSpec, context: TaskContext) -> None:
-    """Call the runner's optional ``preflight(context)`` check before anything runs.
+    """Call the runner's ``preflight(context)`` check (:class:`TaskRunner`) before anything runs.
 
-    A task runner may carry a ``preflight`` attribute (a function of the context) that checks the
-    user's inputs, e.g. that ``--data-root`` holds the dataset in the expected layout.  Its errors
+    The check looks at the user's inputs, e.g. that ``--data-root`` holds the dataset in the expected
+    layout.  Its errors
     propagate as they are, before any record is written: like a missing ``--checkpoint`` file, a run
     that never started is a usage error (the CLI exits 2 with the message), not a failed run.  A
     runner that cannot be imported is left to the run itself, which records the failure.
     """
     try:
-        runner = spec.load_runner()
+        runner = load_task_runner(spec)
     except Exception:  # recorded as a failed run below
         return
-    check = getattr(runner, "preflight", None)
-    if check is not None:
-        check(context)
+    runner.check(context)
 
 
 def _default_output() -> Path:
@@ -232,11 +261,6 @@ def _default_output() -> Path:
 
 def _dataset_guess(options: RunOptions, spec: TaskSpec) -> dict[str, Any]:
     """Dataset block for a run that failed before the task could describe its data."""
-    root = options.data_root
-    manifest = root / "harmony_bench_synth.json" if root else None
-    return {
-        "name": spec.dataset.get("name", spec.name),
-        "root": str(root) if root else None,
-        "synthetic": bool(manifest and manifest.is_file()),
-        "manifest": None,
-    }
+    from harmony_bench.data.identity import unread_dataset_block
+
+    return unread_dataset_block(spec.dataset.get("name", spec.name), options.data_root)

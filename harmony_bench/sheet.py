@@ -202,7 +202,7 @@ def _deviations(items: list[str], scope: str) -> list[str]:
 
 def generate() -> str:
     """The sheet's Markdown text, from the shipped protocol files (not ``$HARMONY_BENCH_TASKS``)."""
-    from harmony_bench.tasks import load_tasks
+    from harmony_bench.protocols import load_tasks
 
     registry = load_tasks([REPO_ROOT / "benchmarks" / group for group in TASK_GROUPS])
     lines = [

@@ -10,7 +10,7 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 import pytest  # noqa: E402
 
 from harmony_bench.cards import backbone_aliases, backbone_registry  # noqa: E402
-from harmony_bench.tasks import task_registry  # noqa: E402
+from harmony_bench.protocols import task_registry  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -42,7 +42,7 @@ def fresh_registries(monkeypatch, tmp_path):
 
 TOY_RUNNER = """
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskOutcome
+from harmony_bench.runner import TaskOutcome, TaskRunner
 
 
 def run(context):
@@ -53,12 +53,15 @@ def run(context):
         metrics={"score": metric(context.config["score"] + context.options.seed), "loss": metric(0.5, False)},
         dataset={"name": "toy", "root": str(root) if root else None, "synthetic": True, "manifest": None},
     )
+
+
+RUNNER = TaskRunner(run=run)
 """
 
 TOY_TASK = """
 name: toy
 description: a task defined by the tests to exercise the run machinery
-runner: "toy_task_runner:run"
+runner: "toy_task_runner:RUNNER"
 protocol_version: "1"
 dataset: {name: toy, synth_kind: imagenet}
 config: {score: 10, explode: false, nested: {a: 1, b: 2}}

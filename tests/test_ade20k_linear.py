@@ -16,9 +16,9 @@ import torch
 from harmony_bench.cards import get_card
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
+from harmony_bench.protocols import get_task
 from harmony_bench.results import load_record, validate_record
 from harmony_bench.runner import RunOptions, TaskContext
-from harmony_bench.tasks import get_task
 
 pytestmark = pytest.mark.mm
 BACKBONE = "vit-tiny-random"

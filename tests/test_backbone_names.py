@@ -434,7 +434,7 @@ def test_timm_checkpoint_runs_imagenet_knn_smoke_end_to_end(tmp_path, capsys):
 
 
 def test_suites_record_the_card_a_name_resolves_to():
-    from harmony_bench.suites.run import card_name
+    from harmony_bench.suites.plan import card_name
 
     assert card_name("ibot") == "ibot-vit-b16-in1k"
     cfg = timm.models.get_pretrained_cfg("vit_tiny_patch16_224")

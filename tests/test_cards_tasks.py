@@ -1,8 +1,8 @@
 import pytest
 
 from harmony_bench.cards import card_from_file, get_card, list_cards, load_cards
+from harmony_bench.protocols import deep_merge, get_task
 from harmony_bench.registry import UnknownNameError
-from harmony_bench.tasks import TaskNotAvailableError, deep_merge, get_task
 from harmony_bench.yaml_io import DataFileError
 
 from .conftest import REPO_ROOT
@@ -46,20 +46,7 @@ def test_unknown_backbone_suggests():
         get_card("vit-tiny-randm")
 
 
-def test_planned_task_is_not_available_yet(monkeypatch):
-    from harmony_bench.tasks import PLANNED_TASKS
-
-    monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
-    with pytest.raises(TaskNotAvailableError, match="not available yet"):
-        get_task("depth-nyu")
-
-
-def test_unknown_task_suggests_planned_and_available(toy_task, monkeypatch):
-    from harmony_bench.tasks import PLANNED_TASKS
-
-    monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
-    with pytest.raises(UnknownNameError, match="Did you mean 'depth-nyu'"):
-        get_task("depth-ny")
+def test_unknown_task_suggests_available(toy_task):
     with pytest.raises(UnknownNameError, match="Did you mean 'ade20k'"):
         get_task("ade2k")
     assert get_task("toy").protocol_version == "1"

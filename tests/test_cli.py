@@ -19,27 +19,12 @@ def test_every_subcommand_has_help_with_examples(capsys):
         assert "examples:" in capsys.readouterr().out
 
 
-@pytest.fixture
-def planned(monkeypatch) -> str:
-    """A task that is planned but not implemented (the real ones land over time)."""
-    from harmony_bench.tasks import PLANNED_TASKS
-
-    monkeypatch.setitem(PLANNED_TASKS, "depth-nyu", "NYUv2 depth estimation")
-    return "depth-nyu"
-
-
-def test_list_backbones_and_tasks(capsys, planned):
+def test_list_backbones_and_tasks(capsys):
     assert main(["list", "backbones"]) == 0
     assert "vit-tiny-random" in capsys.readouterr().out
     assert main(["list", "tasks", "--format", "json"]) == 0
     rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
-    assert rows[planned]["status"] == "planned" and rows["ade20k"]["status"] == "available"
-
-
-def test_run_planned_task_says_not_available(capsys, planned):
-    assert main(["run", "--backbone", "vit-tiny-random", "--task", planned]) == 2
-    err = capsys.readouterr().err
-    assert "not available yet" in err and "Traceback" not in err
+    assert rows["ade20k"]["status"] == "available"
 
 
 def test_run_unknown_backbone_suggests(capsys):
@@ -133,7 +118,7 @@ def test_demo_suite_is_declared_and_its_backbone_runs(capsys, tmp_path):
     """
     from harmony_bench.cli.demo_cmd import show_backbone
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import data_root
+    from harmony_bench.suites.plan import data_root
 
     assert main(["suite", "show", "demo", "--output", str(tmp_path / "demo")]) == 0
     out = capsys.readouterr().out

@@ -11,8 +11,8 @@ import torch
 from harmony_bench.cards import backbone_registry, get_card
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
+from harmony_bench.protocols import get_task
 from harmony_bench.runner import RunOptions, TaskContext
-from harmony_bench.tasks import get_task
 from tests._dense_util import write_tiny_cards
 
 pytestmark = pytest.mark.mm

@@ -15,8 +15,8 @@ import torch
 
 from harmony_bench.cards import get_card
 from harmony_bench.models import load_backbone
+from harmony_bench.protocols import get_task
 from harmony_bench.runner import RunOptions, TaskContext
-from harmony_bench.tasks import get_task
 from tests._models_util import TINY_VIT, reference_vit
 
 pytestmark = pytest.mark.mm

@@ -16,8 +16,8 @@ from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
 from harmony_bench.models.checkpoint_io import CheckpointError
 from harmony_bench.models.converters import convert
+from harmony_bench.protocols import get_task
 from harmony_bench.results import validate_record
-from harmony_bench.tasks import get_task
 
 from ._imagenet_util import run_cli, use_cards, value, write_card
 

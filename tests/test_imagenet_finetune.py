@@ -8,8 +8,8 @@ import pytest
 
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
+from harmony_bench.protocols import get_task
 from harmony_bench.results import load_record, validate_record
-from harmony_bench.tasks import get_task
 from harmony_bench.tasks.imagenet import finetune, finetune_recipe
 
 TASK = "imagenet-finetune"

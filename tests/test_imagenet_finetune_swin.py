@@ -20,8 +20,8 @@ import yaml
 from harmony_bench.cards import backbone_registry, get_card
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
+from harmony_bench.protocols import get_task
 from harmony_bench.results import load_record, validate_record
-from harmony_bench.tasks import get_task
 from harmony_bench.tasks.imagenet import finetune_recipe
 
 TASK = "imagenet-finetune"
@@ -124,7 +124,8 @@ def simmim_lr(t: int, peak: float, warmup_lr: float, min_lr: float, warmup_t: in
 
 
 def test_simmim_schedule_scales_every_lr_and_steps_after_each_update():
-    from harmony_bench.tasks.imagenet.finetune import Dist, Trainer
+    from harmony_bench.runtime import ProcessGroup
+    from harmony_bench.tasks.imagenet.finetune import Trainer
 
     config = get_task(TASK).resolve_config("simmim-swin-b")
     optim, batch = config["optim"], config["train"]["batch_size"]
@@ -148,8 +149,8 @@ def test_simmim_schedule_scales_every_lr_and_steps_after_each_update():
     trainer = Trainer(
         model=None, module=torch.nn.Linear(1, 1), optimizer=optimizer, scheduler=scheduler,
         scaler=torch.amp.GradScaler("cpu", enabled=False), mixup=None, criterion=None,
-        device=torch.device("cpu"), amp="none", accum=1, clip_grad=None, per_iteration=True, proc=Dist(),
-        step_after=True,
+        device=torch.device("cpu"), amp="none", accum=1, clip_grad=None, per_iteration=True,
+        proc=ProcessGroup(), step_after=True,
     )  # fmt: skip
     used = []
     for _ in range(total):
@@ -266,7 +267,7 @@ def test_simmim_swin_b_is_its_finetune_config():
 
 
 def test_family_presets_must_name_presets(tmp_path):
-    from harmony_bench.tasks import task_from_file
+    from harmony_bench.protocols import task_from_file
     from harmony_bench.yaml_io import DataFileError
 
     data = yaml.safe_load(Path(get_task(TASK).path).read_text(encoding="utf-8"))

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from harmony_bench.runtime import ProcessGroup
 from harmony_bench.tasks.imagenet import linear_data, linear_heads
-from harmony_bench.tasks.imagenet.finetune import Dist
 from harmony_bench.tasks.imagenet.lars import LARS
 from harmony_bench.tasks.imagenet.linear import train_step
 
@@ -55,7 +55,7 @@ def test_a_head_in_the_grid_trains_as_it_would_alone_with_plain_sgd():
     ]
     for start in range(0, 48, 16):
         xb, yb = x[start : start + 16], y[start : start + 16]
-        train_step(grid, optimizer, {"cls": xb, "cls+avgpool": xb * 2}, yb, Dist())
+        train_step(grid, optimizer, {"cls": xb, "cls+avgpool": xb * 2}, yb, ProcessGroup())
         for ref, opt in zip(reference, ref_opts, strict=True):
             opt.zero_grad()
             F.cross_entropy(ref(xb), yb).backward()  # nn.CrossEntropyLoss()(v, target), the mean
@@ -257,10 +257,10 @@ DDP_STEP = """
 import os, sys, torch
 import torch.distributed as dist
 from harmony_bench.tasks.imagenet import linear_heads
-from harmony_bench.tasks.imagenet.finetune import init_distributed
+from harmony_bench.runtime import default_device_type, init_process_group
 from harmony_bench.tasks.imagenet.linear import train_step
 
-proc = init_distributed()
+proc = init_process_group(default_device_type())
 head = {"norm": "batchnorm", "init": "normal", "init_std": 0.01, "bn_eps": 1e-6, "bn_momentum": 0.1,
         "bn_group": None}
 train = {"batch_size": 24, "lr_scaling": "batch/256", "gpus": 8, "optimizer": "sgd", "momentum": 0.9,

@@ -7,8 +7,8 @@ import torch
 
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
+from harmony_bench.protocols import get_task
 from harmony_bench.results import validate_record
-from harmony_bench.tasks import get_task
 
 from ._imagenet_util import (
     TINY_PREPROCESSING,

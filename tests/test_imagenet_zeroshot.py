@@ -107,7 +107,7 @@ def test_paper_preset_resizes_as_slip_and_harmony_and_the_clip_preset_as_clip():
 
     from harmony_bench.cards import get_card
     from harmony_bench.models.preprocess import eval_transform
-    from harmony_bench.tasks import get_task
+    from harmony_bench.protocols import get_task
 
     spec = get_task("imagenet-zeroshot")
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (300, 257, 3), dtype=np.uint8))

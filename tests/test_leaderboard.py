@@ -98,9 +98,9 @@ def test_versions_order_numerically_and_dropped_duplicates_are_noted(tmp_path):
 
 def released_record(out, card: str, task: str, value: float, seed: int = 0, synthetic: bool = False) -> None:
     """A record that is the result of a cell of the `released` suite (same card, preset, config, seed)."""
+    from harmony_bench.protocols import get_task
     from harmony_bench.results import build_record, write_record
     from harmony_bench.suites.spec import load_suite
-    from harmony_bench.tasks import get_task
 
     cell = next(c for c in load_suite("released").cells if c.backbone.key == card and c.task.name == task)
     spec = get_task(task)

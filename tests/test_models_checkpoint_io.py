@@ -75,7 +75,7 @@ def test_file_url_download_is_cached_and_verified(tmp_path, monkeypatch):
     url = release.as_uri()
     path = resolve_source(url, digest)
     assert path == cache_path(url) and path.read_bytes() == release.read_bytes()
-    assert not list(path.parent.glob("*.partial"))
+    assert not list(path.parent.glob(".*.tmp"))
     release.unlink()  # the second call is served from the cache
     assert resolve_source(url, digest) == path
 
@@ -87,7 +87,7 @@ def test_sha256_mismatch_is_refused_and_not_cached(tmp_path, monkeypatch):
     with pytest.raises(ChecksumError, match="sha256 mismatch"):
         resolve_source(release.as_uri(), "0" * 64)
     assert not cache_path(release.as_uri()).exists()
-    assert not list((tmp_path / "cache").rglob("*.partial"))
+    assert not list((tmp_path / "cache").rglob(".*.tmp"))
     with pytest.raises(ChecksumError, match="sha256 mismatch"):  # local files declared by a card too
         resolve_source(str(release), "0" * 64)
 

@@ -332,7 +332,7 @@ def test_a_bf16_autocast_step_gives_the_fp32_losses(method, monkeypatch):
         opt = optim.build_optimizer(model, cfg, cpu)
         if dtype is not None:
             monkeypatch.setattr(
-                trainer, "autocast", lambda device: torch.autocast("cpu", dtype=torch.bfloat16)
+                trainer, "autocast", lambda device, *_, **__: torch.autocast("cpu", dtype=torch.bfloat16)
             )
         terms = train_step(model, model, opt, batch, step, cfg, cpu)
         assert all(bool(torch.isfinite(p).all()) for p in model.parameters())

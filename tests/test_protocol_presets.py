@@ -10,8 +10,8 @@ import re
 
 import pytest
 
+from harmony_bench.protocols import get_task
 from harmony_bench.sources import find_source
-from harmony_bench.tasks import get_task
 
 # torchvision RandomResizedCrop defaults (scale, ratio), which every linear script uses
 RRC = {"scale": [0.08, 1.0], "ratio": [0.75, 4 / 3]}

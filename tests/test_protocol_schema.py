@@ -4,14 +4,14 @@ import textwrap
 
 import pytest
 
-from harmony_bench.tasks import get_task, task_registry
-from harmony_bench.tasks.schema import (
+from harmony_bench.protocol_schema import (
     Constraint,
     ProtocolKeyError,
     ProtocolValueError,
     check_config,
     merge_overrides,
 )
+from harmony_bench.protocols import get_task, task_registry
 from harmony_bench.yaml_io import DataFileError
 
 DEFAULTS = {

@@ -10,9 +10,9 @@ import yaml
 
 from harmony_bench.cli import main
 from harmony_bench.paths import REPO_ROOT, TASK_GROUPS
+from harmony_bench.protocols import get_task, load_tasks, task_from_file
 from harmony_bench.results import load_record
 from harmony_bench.sources import MISSING, find_source, lookup, protocol_problems
-from harmony_bench.tasks import get_task, load_tasks, task_from_file
 from harmony_bench.yaml_io import DataFileError
 
 
@@ -83,7 +83,7 @@ def test_protocol_show_prints_sources_and_deviations(capsys):
 
 
 def test_the_record_carries_the_presets_deviations(toy_task, tmp_path, monkeypatch):
-    from harmony_bench.tasks import task_registry
+    from harmony_bench.protocols import task_registry
 
     path = Path(get_task("toy").path)
     data = yaml.safe_load(path.read_text())

@@ -369,7 +369,7 @@ def config_paths(config: dict, prefix: str = "") -> set[str]:
 @pytest.mark.parametrize("task", ["retrieval-coco", "retrieval-flickr30k"])
 def test_protocol_files_follow_the_sources_contract(task):
     """Every source key is a config path, every top-level config key has a source, presets set known keys."""
-    from harmony_bench.tasks import get_task
+    from harmony_bench.protocols import get_task
 
     spec = get_task(task)
     paths = config_paths(spec.config)

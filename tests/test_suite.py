@@ -13,14 +13,14 @@ import pandas as pd
 import pytest
 
 from harmony_bench.cli import main
+from harmony_bench.protocols import get_task, task_registry
 from harmony_bench.suites import load_suite
-from harmony_bench.suites.report import Check, check, within
+from harmony_bench.suites.checks import Check, check, within
+from harmony_bench.suites.plan import checkpoint_matches
 from harmony_bench.suites.reported import load_reported
-from harmony_bench.suites.run import checkpoint_matches, cost_fields
 from harmony_bench.suites.spec import Expectation
 from harmony_bench.suites.state import cell_status, lock_holder, read_state, take_lock, write_state
-from harmony_bench.suites.worker import gpus_used
-from harmony_bench.tasks import get_task, task_registry
+from harmony_bench.suites.worker import cost_fields, gpus_used
 from harmony_bench.yaml_io import DataFileError
 from tests.test_tables import make_record, top1
 
@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskOutcome
+from harmony_bench.runner import TaskOutcome, TaskRunner
 
 
 def run(context):
@@ -48,6 +48,9 @@ def run(context):
         metrics={"top1": metric(cfg["value"] + seed)},
         dataset={"name": "slow", "root": str(root), "synthetic": False, "manifest": None},
     )
+
+
+RUNNER = TaskRunner(run=run)
 """
 
 
@@ -63,7 +66,7 @@ def slow_suite(tmp_path, monkeypatch):
         textwrap.dedent(f"""
         name: slow
         description: toy task for suite tests
-        runner: "slow_task_runner:run"
+        runner: "slow_task_runner:RUNNER"
         protocol_version: "1"
         dataset: {{name: slow}}
         config: {{value: 70.0, hang_seed: 1, fail_seed: 2, gate: "{gate}", fail_gate: "{fail_gate}",

@@ -93,21 +93,15 @@ def _trust_flag(parser: argparse.ArgumentParser) -> None:
 
 def run_list(args: argparse.Namespace) -> int:
     """One row per card."""
-    from harmony_bench.cards import list_cards
-    from harmony_bench.cli.list_cmd import format_text
+    from harmony_bench.listing import backbone_rows, format_text
 
     rows = [
         {
-            "name": card.name,
-            "family": card.family,
-            "timm_model": card.timm_model,
-            "converter": card.checkpoint.get("converter") or "-",
-            "weights": "random init"
-            if card.random_init
-            else (card.checkpoint.get("source") and "released") or "bring your own",
-            "text": "yes" if card.text_tower else "no",
+            **{k: row[k] for k in ("name", "family", "timm_model", "converter")},
+            "weights": row["availability"],
+            "text": "yes" if row["text_tower"] else "no",
         }
-        for card in list_cards()
+        for row in backbone_rows()
     ]
     columns = ["name", "family", "timm_model", "converter", "weights", "text"]
     print(json.dumps(rows, indent=2) if args.format == "json" else format_text(rows, columns))

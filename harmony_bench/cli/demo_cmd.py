@@ -68,10 +68,11 @@ def show_backbone(imagenet_root: Path) -> None:
 def run(args: argparse.Namespace) -> int:
     """List the registries, write the synthetic data, show the tiny backbone, then run the demo suite."""
     from harmony_bench import __version__
-    from harmony_bench.cli.list_cmd import backbone_rows, format_text, task_rows
-    from harmony_bench.cli.suite_cmd import write_outputs
+    from harmony_bench.leaderboard import write_suite_outputs
+    from harmony_bench.listing import backbone_rows, format_text, task_rows
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import data_root, run_suite
+    from harmony_bench.suites.local import run_suite
+    from harmony_bench.suites.plan import data_root
     from harmony_bench.suites.state import cell_status
 
     suite = load_suite(DEMO_SUITE, args.out)
@@ -90,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
     show_backbone(roots["imagenet"])
     banner(f"suite {suite.name}: {suite.description}")
     state = run_suite(suite, roots, progress=not args.no_progress)
-    write_outputs(suite)
+    print(write_suite_outputs(suite))
     failed = [c.id for c in suite.cells if cell_status(state, c.id) != "done"]
     banner("done")
     print(

@@ -6,9 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from harmony_bench.cards import backbone_aliases, list_cards
 from harmony_bench.cli._help import add_command
-from harmony_bench.tasks import PLANNED_TASKS, task_registry
+from harmony_bench.listing import alias_rows, backbone_rows, format_text, store_rows, task_rows
 
 EXAMPLES = """  harmony-bench list backbones
   harmony-bench list tasks
@@ -22,74 +21,6 @@ def register(subparsers: Any) -> None:
     parser.add_argument("what", choices=["backbones", "tasks"])
     parser.add_argument("--format", choices=["text", "json"], default="text")
     parser.set_defaults(func=run)
-
-
-def backbone_rows() -> list[dict[str, Any]]:
-    """One row per backbone card."""
-    return [
-        {
-            "name": card.name,
-            "family": card.family,
-            "timm_model": card.timm_model,
-            "weights": "random init" if card.random_init else card.checkpoint.get("weights"),
-            "text_tower": card.text_tower is not None,
-            "description": card.description,
-        }
-        for card in list_cards()
-    ]
-
-
-def task_rows() -> list[dict[str, Any]]:
-    """One row per task: registered ones first, then the planned ones."""
-    registry = task_registry()
-    rows = [
-        {
-            "name": name,
-            "status": "available",
-            "protocol_version": registry.get(name).protocol_version,
-            "description": registry.get(name).description,
-        }
-        for name in registry.names()
-    ]
-    rows += [
-        {"name": name, "status": "planned", "protocol_version": None, "description": text}
-        for name, text in PLANNED_TASKS.items()
-        if name not in registry
-    ]
-    return rows
-
-
-def format_text(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    """Left-aligned columns, header first."""
-    cells = [[str(row[c]) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) if cells else len(c) for i, c in enumerate(columns)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in cells]
-    return "\n".join(lines)
-
-
-def alias_rows() -> list[dict[str, Any]]:
-    """One row per family alias: the card it names and what it means."""
-    return [
-        {"alias": a.name, "card": a.card, "means": " ".join(a.means.split())}
-        for a in sorted(backbone_aliases().values(), key=lambda a: a.name)
-    ]
-
-
-def store_rows() -> list[dict[str, Any]]:
-    """One row per export registered in the user's backbone store, newest last."""
-    from harmony_bench import store
-
-    return [
-        {
-            "name": e.name,
-            "method": e.method,
-            "step": e.step,
-            "registered": e.registered[:19] + "Z",
-            "source_folder": e.run_folder if e.available else f"{e.run_folder} (missing)",
-        }
-        for e in store.entries()
-    ]
 
 
 OTHER_FORMS = """other --backbone forms:

@@ -56,9 +56,9 @@ def run_sheet(args: argparse.Namespace) -> int:
     """Write the protocol sheet, or with ``--check`` report whether the committed one is stale."""
     from harmony_bench.atomic import atomic_write_text
     from harmony_bench.paths import REPO_ROOT, TASK_GROUPS
+    from harmony_bench.protocols import load_tasks
     from harmony_bench.sheet import SHEET_PATH, generate, stale
     from harmony_bench.sources import protocol_problems
-    from harmony_bench.tasks import load_tasks
 
     registry = load_tasks([REPO_ROOT / "benchmarks" / group for group in TASK_GROUPS])
     problems = [p for name in registry.names() for p in protocol_problems(registry.get(name))]
@@ -88,10 +88,10 @@ def run(args: argparse.Namespace) -> int:
 
     The task's ``describe(context)`` when it has one (the mmengine config), else its resolved YAML config.
     """
-    from harmony_bench.cli.run_cmd import parse_overrides
+    from harmony_bench.cli._help import parse_overrides
     from harmony_bench.models.names import resolve_backbone
+    from harmony_bench.protocols import deep_merge, get_task
     from harmony_bench.runner import RunOptions, TaskContext
-    from harmony_bench.tasks import deep_merge, get_task
 
     spec = get_task(args.task)
     overrides = parse_overrides(args.overrides)

@@ -7,9 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from harmony_bench.cli._help import add_command
+from harmony_bench.cli._help import add_command, parse_overrides, split_pair
 
 EXAMPLES = """  harmony-bench run --backbone harmony --task ade20k --preset smoke   # after a smoke pretrain
   harmony-bench run --backbone timm:vit_small_patch16_224.augreg_in21k --task imagenet-knn \\
@@ -85,32 +83,9 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Turn ``a.b=1`` pairs into a nested mapping; values are parsed as YAML scalars.
-
-    ``+a.b=1`` adds a key the protocol does not have (every part is marked ``+``, see
-    ``harmony_bench.tasks.schema``); without the ``+`` an unknown key is refused when the config resolves.
-    """
-    overrides: dict[str, Any] = {}
-    for pair in pairs:
-        key, value = split_pair(pair, "--set")
-        added = key.startswith("+")
-        parts = key.lstrip("+").split(".")
-        if added:
-            parts = [f"+{part}" for part in parts]
-        node = overrides
-        *parents, leaf = parts
-        for part in parents:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ValueError(f"--set {pair}: {key.rsplit('.', 1)[0]} was already given a value")
-        node[leaf] = value
-    return overrides
-
-
 def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """``--set`` pairs plus what ``--resume`` and ``--cfg-options`` mean in protocol terms."""
-    from harmony_bench.tasks import deep_merge, get_task
+    from harmony_bench.protocols import deep_merge, get_task
 
     overrides = parse_overrides(args.overrides)
     if args.resume is not None:
@@ -134,26 +109,11 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return overrides
 
 
-def split_pair(pair: str, flag: str) -> tuple[str, Any]:
-    """``KEY=VALUE`` → ``(KEY, VALUE parsed as YAML)``."""
-    key, sep, raw = pair.partition("=")
-    if not sep or not key.strip("+"):
-        raise ValueError(f"{flag} expects KEY=VALUE, got {pair!r}")
-    try:
-        return key, yaml.safe_load(raw)
-    except yaml.YAMLError as exc:
-        reason = str(getattr(exc, "problem", None) or exc).splitlines()[0]
-        raise ValueError(
-            f"{flag} {pair}: the value {raw!r} is not valid YAML ({reason}); quote text, close brackets, "
-            "e.g. KEY=[1, 2] or KEY='a: b'"
-        ) from None
-
-
 def run(args: argparse.Namespace) -> int:
     """Run and print where the record went (and, first, what the backbone name and data became)."""
+    from harmony_bench.protocols import get_task
     from harmony_bench.runner import RunOptions, resolve, smoke_data
     from harmony_bench.runner import run as run_task
-    from harmony_bench.tasks import get_task
 
     if args.checkpoint and not Path(args.checkpoint).expanduser().is_file():
         raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist or is not a file")

@@ -84,8 +84,8 @@ def run_list(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     """The cells, their status and cost from the state file."""
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import collect_job_results, suite_paths
-    from harmony_bench.suites.state import cell_status, read_state
+    from harmony_bench.suites.jobs import collect_job_results
+    from harmony_bench.suites.state import cell_status, read_state, suite_paths
 
     suite = load_suite(args.suite, args.output)
     paths = suite_paths(suite)
@@ -109,8 +109,9 @@ def cell_cost(entry: dict[str, Any]) -> str:
 
 def run_run(args: argparse.Namespace) -> int:
     """Run (or submit) the missing cells, then write the table and, for synthetic suites, the leaderboard."""
+    from harmony_bench.leaderboard import write_suite_outputs
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.run import run_suite
+    from harmony_bench.suites.local import run_suite
     from harmony_bench.suites.state import cell_status
 
     suite = load_suite(args.suite, args.output)
@@ -125,7 +126,7 @@ def run_run(args: argparse.Namespace) -> int:
         return 0
     state = run_suite(suite, _data(args.data), cells, progress=not args.no_progress)
     if not args.no_leaderboard:
-        write_outputs(suite)
+        print(write_suite_outputs(suite))
     statuses = {c.id: cell_status(state, c.id) for c in (cells or suite.cells)}
     queued = [cell for cell, status in statuses.items() if status == "running"]  # Slurm jobs, another run
     if queued:
@@ -142,29 +143,11 @@ def run_run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def write_outputs(suite: Any) -> None:
-    """The comparison table (printed and saved) and, for a synthetic suite, its own leaderboard files."""
-    from harmony_bench.leaderboard import build_leaderboard, write_files
-    from harmony_bench.leaderboard.build import HEADLINE_METRICS
-    from harmony_bench.results import iter_records
-    from harmony_bench.tables import build_table
-
-    records, _ = iter_records([suite.records]) if suite.records.exists() else ([], [])
-    table = build_table(records, HEADLINE_METRICS)
-    print(f"\n{table}")
-    if suite.synthetic:  # a real suite's records feed results/LEADERBOARD.md (`harmony-bench leaderboard`)
-        (suite.output / "TABLE.md").write_text(table + "\n", encoding="utf-8")
-        title = f"harmony-bench suite {suite.name} (SYNTHETIC smoke data: not benchmark numbers)"
-        files, _ = build_leaderboard([suite.records], suite.output, title, compare=False)
-        write_files(files, suite.output)
-        print(f"\ntable and leaderboard: {suite.output / 'TABLE.md'}, {suite.output / 'leaderboard.html'}")
-
-
 def run_report(args: argparse.Namespace) -> int:
     """Measured vs published per expectation; 1 when a cell is outside tolerance (or missing, if required)."""
     from harmony_bench.results import iter_records
     from harmony_bench.suites import load_suite
-    from harmony_bench.suites.report import render_checks, suite_checks
+    from harmony_bench.suites.checks import render_checks, suite_checks
 
     suite = load_suite(args.suite, args.output)
     records, bad = iter_records([suite.records]) if suite.records.exists() else ([], [])
@@ -172,7 +155,7 @@ def run_report(args: argparse.Namespace) -> int:
         print(f"warning: skipped malformed record {path}: {'; '.join(problems)}", file=sys.stderr)
     checks = suite_checks(suite, records)
     if not checks:  # nothing published to compare with: show what was measured
-        from harmony_bench.leaderboard.build import HEADLINE_METRICS
+        from harmony_bench.leaderboard.board import HEADLINE_METRICS
         from harmony_bench.tables import build_table
 
         print(f"suite {suite.name} declares no published values to compare with; measured so far:")

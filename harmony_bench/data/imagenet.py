@@ -34,7 +34,7 @@ from typing import Any
 from torch.utils.data import default_collate
 from torchvision.datasets import ImageFolder
 
-from harmony_bench.data.synth import MANIFEST_NAME
+from harmony_bench.data.identity import dataset_block, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -100,21 +100,9 @@ def _has_image(folder: Path) -> bool:
     return any(f.suffix.lower() in IMAGE_EXTENSIONS for f in folder.iterdir())
 
 
-def read_manifest(root: Path) -> dict[str, Any] | None:
-    """The synthetic-data manifest of ``root``, or ``None`` for real data."""
-    path = Path(root) / MANIFEST_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-
-
 def dataset_identity(root: Path) -> dict[str, Any]:
-    """The result record's ``dataset`` block: name, root, whether it is synthetic, and the manifest."""
-    manifest = read_manifest(root)
-    return {
-        "name": "imagenet-synthetic" if manifest else "imagenet-1k",
-        "root": str(Path(root).expanduser().resolve()),
-        "synthetic": manifest is not None,
-        "manifest": manifest,
-    }
+    """The record's ``dataset`` block of an ImageNet root (``data.identity.dataset_block``)."""
+    return dataset_block(root, "imagenet-1k", "imagenet-synthetic")
 
 
 # --------------------------------------------------------------------------- splits
@@ -321,7 +309,6 @@ __all__ = [
     "dataset_identity",
     "file_list_hash",
     "imagenet_split",
-    "read_manifest",
     "skip_corrupt_collate",
     "wnids",
 ]

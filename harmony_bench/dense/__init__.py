@@ -1,7 +1,7 @@
 """Dense-prediction plumbing shared by ADE20K (mmseg) and COCO (mmdet).
 
 One backbone adapter wraps any registry backbone for both OpenMMLab toolboxes; the layer-decay
-optimizer constructor knows timm's parameter names; ``mm_run`` holds the mmengine pieces both tasks
+optimizer constructor knows timm's parameter names; ``engine`` holds the mmengine pieces both tasks
 need (launcher, AMP, resume, ``--cfg-options``).  Nothing here imports mmseg or mmdet at import time:
 ``register_into(scope)`` does, when a dense task actually runs.
 """

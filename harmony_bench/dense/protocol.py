@@ -13,9 +13,10 @@ pairs every cited path with its resolved value for ``protocol show`` and benchma
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from harmony_bench.runtime import default_device_type, world_size
 
 if TYPE_CHECKING:
     from harmony_bench.runner import TaskContext
@@ -102,7 +103,7 @@ def finish(cfg: Any, context: TaskContext) -> None:
     ``train_dataloader.batch_size`` = that total over the number of processes, so 1, 4 or 8 GPUs all
     train the protocol's batch, unless ``cfg_options`` set ``train_dataloader.batch_size`` itself.
     """
-    from harmony_bench.dense.mm_run import apply_amp, apply_cfg_options, launcher
+    from harmony_bench.dense.engine import apply_amp, apply_cfg_options, launcher
 
     cfg.work_dir = str(context.work_dir)
     cfg.randomness = dict(seed=context.options.seed, deterministic=False)
@@ -116,7 +117,7 @@ def finish(cfg: Any, context: TaskContext) -> None:
 
 def per_process_batch(total: int) -> int:
     """``total`` images per iteration split over ``WORLD_SIZE`` processes (torchrun / Slurm)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = world_size()
     per_process, rest = divmod(total, world)
     if rest or not per_process:
         raise ValueError(
@@ -135,12 +136,11 @@ def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = No
     """
     import torch
 
-    from harmony_bench.dense.mm_run import guard_resume, train_and_evaluate
-    from harmony_bench.tasks.imagenet.finetune_state import run_identity
+    from harmony_bench.dense.engine import guard_resume, train_and_evaluate
+    from harmony_bench.run_identity import run_identity
 
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    identity = run_identity(context, root, world, device)
+    device = default_device_type()
+    identity = run_identity(context, root, world_size(), device)
     cfg.resume = guard_resume(context.work_dir, identity, bool(context.config["checkpointing"]["resume"]))
     threads, previous = context.config.get("cpu_threads"), torch.get_num_threads()
     if threads and device == "cpu":  # tiny smoke models: thread barriers cost more than they save

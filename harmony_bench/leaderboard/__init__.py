@@ -1,7 +1,8 @@
 """The leaderboard: ``results/LEADERBOARD.md``, ``results/leaderboard.html`` and figures, from the records.
 
-``build`` collects and generates (deterministically, in memory), ``markdown``
-and ``html_page`` render, ``figures`` draws with matplotlib.  CI runs
+``board`` collects the records into the board model, ``markdown`` and
+``html_page`` render it, ``figures`` draws with matplotlib, and ``build``
+generates every file (deterministically, in memory) and writes them.  CI runs
 ``harmony-bench leaderboard --check`` so the committed files can never drift
 from the committed records.
 """
@@ -9,6 +10,7 @@ from the committed records.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from harmony_bench.leaderboard.build import generate, stale_files, write_files
 from harmony_bench.paths import REPO_ROOT
@@ -29,4 +31,34 @@ def build_leaderboard(
     return generate(record_dirs, out_dir, load_reported(), title, compare)
 
 
-__all__ = ["DEFAULT_TITLE", "RESULTS_DIR", "build_leaderboard", "generate", "stale_files", "write_files"]
+def write_suite_outputs(suite: Any) -> str:
+    """A suite's comparison table, and for a synthetic suite its own ``TABLE.md`` and leaderboard files.
+
+    Returns the text to print: the table, then (synthetic suites) where the files went.  A real suite's
+    records feed ``results/LEADERBOARD.md`` instead (``harmony-bench leaderboard``).
+    """
+    from harmony_bench.leaderboard.board import HEADLINE_METRICS
+    from harmony_bench.results import iter_records
+    from harmony_bench.tables import build_table
+
+    records, _ = iter_records([suite.records]) if suite.records.exists() else ([], [])
+    table = build_table(records, HEADLINE_METRICS)
+    text = f"\n{table}"
+    if suite.synthetic:
+        (suite.output / "TABLE.md").write_text(table + "\n", encoding="utf-8")
+        title = f"harmony-bench suite {suite.name} (SYNTHETIC smoke data: not benchmark numbers)"
+        files, _ = build_leaderboard([suite.records], suite.output, title, compare=False)
+        write_files(files, suite.output)
+        text += f"\n\ntable and leaderboard: {suite.output / 'TABLE.md'}, {suite.output / 'leaderboard.html'}"
+    return text
+
+
+__all__ = [
+    "DEFAULT_TITLE",
+    "RESULTS_DIR",
+    "build_leaderboard",
+    "generate",
+    "stale_files",
+    "write_files",
+    "write_suite_outputs",
+]

@@ -1,4 +1,7 @@
-"""Collect what the leaderboard shows, and generate its files in memory.
+"""Generate the leaderboard's files in memory from the board (:mod:`.board`) and write them.
+
+The top of the leaderboard package: it imports the board model and the renderers
+(:mod:`.markdown`, :mod:`.html_page`, :mod:`.figures`); none of them imports it.
 
 Everything is generated into a ``{relative path: bytes}`` mapping first, so
 writing and ``--check`` share one code path: ``--check`` regenerates and
@@ -8,110 +11,15 @@ everything, no timestamps, fixed SVG salt).
 
 from __future__ import annotations
 
-import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
-from harmony_bench.leaderboard.comparison import Reproduction, SourceTable, reproductions, source_tables
-from harmony_bench.tables import measurement_tag, natural_key, summarize, table_notes
-
-HEADLINE_METRICS = [
-    "top1",
-    "mIoU",
-    "bbox.AP",
-    "segm.AP",
-    "image_to_text.R@1",
-    "text_to_image.R@1",
-    "mean_recall",
-]
-FIGURE_DIR = "figures"
-
-
-@dataclass
-class Board:
-    """The aggregated cells, the published numbers (as source tables), reproductions, unreadable records."""
-
-    summary: pd.DataFrame
-    reported: pd.DataFrame
-    n_records: int
-    bad: list[tuple[str, list[str]]] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)  # e.g. duplicate runs dropped by the aggregation
-    tables: list[SourceTable] = field(default_factory=list)
-    reproductions: list[Reproduction] = field(default_factory=list)
-
-    def source_number(self, citation: str) -> int | None:
-        """The footnote number of a ``paper — source`` / ``paper: source`` citation, if it is a table's."""
-        for table in self.tables:
-            if citation in (table.citation, f"{table.paper} — {table.source}"):
-                return table.number
-        return None
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-").lower()
-
-
-def _relative(path: str, out_dir: Path) -> str:
-    return Path(os.path.relpath(Path(path).resolve(), out_dir.resolve())).as_posix()
-
-
-def collect(record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, compare: bool = True) -> Board:
-    """Read and aggregate the records; label rows and columns; links relative to ``out_dir``.
-
-    Rows are backbone checkpoints (``card@sha8`` when a card has several) and
-    data kinds; columns carry the protocol version and preset, so cells measured
-    differently never share a row × column.  Both are ordered with
-    ``natural_key`` so ``v10`` comes after ``v9``.
-    """
-    from harmony_bench.results import iter_records
-    from harmony_bench.tables import records_to_frame
-
-    existing = [d for d in record_dirs if Path(d).exists()]
-    records, bad = iter_records(existing)
-    summary = summarize(records_to_frame(records), HEADLINE_METRICS)
-    notes = table_notes(summary)
-    if not summary.empty:
-        rows = summary.to_dict("records")
-        summary = summary.assign(
-            label=[f"{r['backbone_label']}{' [synthetic]' if r['synthetic'] else ''}" for r in rows],
-            column=[f"{r['task']} / {r['metric']} {column_tag(r)}" for r in rows],
-            links=[[_relative(p, out_dir) for p in r["records"]] for r in rows],
-        )
-        order = sorted(summary.index, key=lambda i: _display_key(summary.loc[i]))
-        summary = summary.loc[order].reset_index(drop=True)
-    bad_rel = sorted((_relative(str(p), out_dir), problems) for p, problems in bad)
-    found = reproductions([r for r in records if r["status"]["state"] == "completed"]) if compare else []
-    tables = source_tables(reported, found)
-    return Board(summary, reported, len(records), bad_rel, notes, tables, found)
-
-
-def column_tag(row: dict[str, Any]) -> str:
-    """``[v2, paper]``: the column's protocol version and preset (the data kind is on the row)."""
-    return measurement_tag({**row, "synthetic": False})
-
-
-def _display_key(row: pd.Series) -> tuple[Any, ...]:
-    return natural_key(row["column"]), natural_key(row["label"])
-
-
-def figure_groups(summary: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
-    """(file stem, title, cells) per task × metric × protocol version × preset × data kind."""
-    groups = []
-    keys = ["task", "metric", "protocol_version", "preset", "synthetic", "dataset_tag"]
-    for (task, metric, version, preset, synthetic, data), cells in summary.groupby(keys, sort=True):
-        kind = ", synthetic data" if synthetic else ""
-        kind += f", data {data}" if data else ""
-        preset_text = f", {preset}" if preset else ""
-        stem = _slug(
-            f"{task}-{metric}-v{version}-{preset}{'-synthetic' if synthetic else ''}"
-            + (f"-{data}" if data else "")
-        )
-        groups.append((stem, f"{task} — {metric} (protocol v{version}{preset_text}{kind})", cells))
-    return sorted(groups, key=lambda g: natural_key(g[0]))
+from harmony_bench.atomic import atomic_write_bytes
+from harmony_bench.leaderboard.board import FIGURE_DIR, collect, figure_groups
+from harmony_bench.leaderboard.figures import bar_chart, heat_map, reproduction_chart
+from harmony_bench.leaderboard.html_page import render_html
+from harmony_bench.leaderboard.markdown import render_markdown
 
 
 def generate(
@@ -121,10 +29,6 @@ def generate(
 
     ``compare``: check the real suites' expectations against the records (off for a synthetic board).
     """
-    from harmony_bench.leaderboard.figures import bar_chart, heat_map, reproduction_chart
-    from harmony_bench.leaderboard.html_page import render_html
-    from harmony_bench.leaderboard.markdown import render_markdown
-
     board = collect(record_dirs, out_dir, reported, compare)
     files: dict[str, bytes] = {}
     figures: list[tuple[str, str]] = []  # (stem, title)
@@ -150,12 +54,7 @@ def write_files(files: dict[str, bytes], out_dir: Path) -> list[Path]:
     """Write the generated files (each atomically) and remove stale figures; return the written paths."""
     written = []
     for rel, data in sorted(files.items()):
-        path = out_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-        written.append(path)
+        written.append(atomic_write_bytes(out_dir / rel, data))
     for old in sorted((out_dir / FIGURE_DIR).glob("*")) if (out_dir / FIGURE_DIR).is_dir() else []:
         if f"{FIGURE_DIR}/{old.name}" not in files and old.suffix in (".png", ".svg"):
             old.unlink()
@@ -176,11 +75,3 @@ def stale_files(files: dict[str, bytes], out_dir: Path) -> list[str]:
         if old.suffix in (".png", ".svg") and f"{FIGURE_DIR}/{old.name}" not in files:
             problems.append(f"{FIGURE_DIR}/{old.name}: no longer generated")
     return problems
-
-
-def published_rows(reported: pd.DataFrame) -> list[dict[str, Any]]:
-    """Published numbers in display order."""
-    if reported.empty:
-        return []
-    ordered = reported.sort_values(["task", "metric", "arch", "method", "pretrain_data", "epochs", "id"])
-    return ordered.to_dict("records")

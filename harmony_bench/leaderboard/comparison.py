@@ -33,7 +33,7 @@ LETTERS = "abcdefghijklmnopqrstuvwxyz"
 
 @dataclass(frozen=True)
 class Reproduction:
-    """One suite expectation and what the records say about it (``suites.report.Check``)."""
+    """One suite expectation and what the records say about it (``suites.checks.Check``)."""
 
     suite: str
     backbone: str  # the suite's backbone key (its card name for the shipped suites)
@@ -202,7 +202,7 @@ def reproductions(records: list[dict[str, Any]], suite_dirs: list[Path] | None =
 
     Synthetic suites are left out: a smoke number is never set against a published one.
     """
-    from harmony_bench.suites.report import suite_checks
+    from harmony_bench.suites.checks import suite_checks
     from harmony_bench.suites.spec import load_suite, suite_files
 
     files = suite_files() if suite_dirs is None else {p.stem: p for d in suite_dirs for p in d.glob("*.yaml")}

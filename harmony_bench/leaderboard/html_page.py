@@ -13,7 +13,7 @@ import html
 
 import pandas as pd
 
-from harmony_bench.leaderboard.build import FIGURE_DIR, Board, published_rows
+from harmony_bench.leaderboard.board import FIGURE_DIR, Board, published_rows
 from harmony_bench.leaderboard.comparison import Reproduction, SourceTable
 from harmony_bench.leaderboard.markdown import VERDICT_TEXT
 from harmony_bench.tables import format_cell, natural_key

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from harmony_bench.leaderboard.build import FIGURE_DIR, Board, column_tag
+from harmony_bench.leaderboard.board import FIGURE_DIR, Board, column_tag
 from harmony_bench.leaderboard.comparison import Reproduction, SourceTable
 from harmony_bench.tables import format_cell, natural_key
 

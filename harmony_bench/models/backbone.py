@@ -326,8 +326,9 @@ def _load_into(
         if type(exc) not in (CheckpointError, IncompleteLoadError) or not checkpoint:
             raise  # a download, checksum or trust problem: another card would not help
         from harmony_bench.models.inspection import fitting_cards_hint
+        from harmony_bench.models.names import registered_and_store_cards
 
-        hint = fitting_cards_hint(checkpoint, card, trust=trust)
+        hint = fitting_cards_hint(checkpoint, card, registered_and_store_cards, trust=trust)
         raise type(exc)(f"{exc} {hint}") from exc
 
 

@@ -23,7 +23,6 @@ import hashlib
 import os
 import pathlib
 import pickle
-import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -31,9 +30,11 @@ import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
+
+from harmony_bench.atomic import atomic_write
 
 # Classes that research checkpoints pickle next to their weights and that are
 # harmless to rebuild: argparse arguments, paths inside them, numpy scalars.
@@ -129,19 +130,19 @@ def verify_sha256(path: Path, expected: str | None, what: str) -> str:
 
 def download(url: str, target: Path, sha256: str | None, timeout: float = 60.0) -> Path:
     """Fetch ``url`` into ``target`` atomically, verifying sha256 before publishing."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-    tmp = Path(tmp_name)
     digest = hashlib.sha256()
-    try:
-        with os.fdopen(handle, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as response:
+
+    def fetch(out: IO[bytes]) -> None:  # raising here leaves ``target`` untouched and no temp file
+        with urllib.request.urlopen(url, timeout=timeout) as response:
             for block in iter(lambda: response.read(CHUNK), b""):
                 digest.update(block)
                 out.write(block)
         actual = digest.hexdigest()
         if sha256 and actual.lower() != sha256.lower():
             raise ChecksumError(f"sha256 mismatch for {url}: expected {sha256}, got {actual}; not cached")
-        os.replace(tmp, target)
+
+    try:
+        atomic_write(target, fetch)
     except (urllib.error.URLError, OSError) as exc:
         raise DownloadError(
             f"could not download {url} ({exc}). If this machine is offline, fetch the file elsewhere and "
@@ -149,8 +150,6 @@ def download(url: str, target: Path, sha256: str | None, timeout: float = 60.0) 
             + (f" (sha256 {sha256})" if sha256 else "")
             + ", or pass --checkpoint PATH."
         ) from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return target
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -161,16 +161,22 @@ def fit_cards(
     return results
 
 
-def fitting_cards_hint(path: str | Path, failed: BackboneCard, *, trust: bool = False) -> str:
+def fitting_cards_hint(
+    path: str | Path,
+    failed: BackboneCard,
+    candidates: Callable[[], list[BackboneCard]],
+    *,
+    trust: bool = False,
+) -> str:
     """For a load that failed: which cards *do* load the file cleanly (what ``backbones inspect`` says).
 
-    Returns a sentence to append to the error: the card(s) to use with what each reads, or, when no card
-    fits, the pointer to ``backbones inspect``.  Never raises: the original error is what matters.
+    ``candidates`` lists the cards to try (``names.registered_and_store_cards``; passed in so that this
+    module stays below the name resolver, which uses :func:`fit_cards`).  Returns a sentence to append
+    to the error: the card(s) to use with what each reads, or, when no card fits, the pointer to
+    ``backbones inspect``.  Never raises: the original error is what matters.
     """
-    from harmony_bench.models.names import registered_and_store_cards
-
     try:
-        cards = [c for c in registered_and_store_cards() if c.name != failed.name]
+        cards = [c for c in candidates() if c.name != failed.name]
         clean = [r["card"] for r in fit_cards(path, trust=trust, cards=cards) if r["status"] == "clean"]
     except Exception:  # the hint is best effort; the load error stands on its own
         return f"`harmony-bench backbones inspect {path}` shows which cards can read it."

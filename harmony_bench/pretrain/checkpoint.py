@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from harmony_bench.atomic import atomic_write
+from harmony_bench.runtime import process_alive
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +57,7 @@ def remove_stale_temporaries(output: Path) -> list[Path]:
 
 def _alive(pid: int) -> bool:
     """Whether another process with this id exists (ours has written nothing yet: it is a reused id)."""
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return pid != os.getpid() and process_alive(pid)
 
 
 def training_state(

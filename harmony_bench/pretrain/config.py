@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from harmony_bench.paths import REPO_ROOT
-from harmony_bench.tasks.schema import check_config
+from harmony_bench.protocol_schema import check_config
 from harmony_bench.yaml_io import load_mapping
 
 CONFIG_DIR = REPO_ROOT / "benchmarks" / "pretrain"

@@ -1,4 +1,4 @@
-"""torch.distributed helpers: process-group setup from torchrun's environment, gathers, reductions.
+"""torch.distributed collectives of the objectives: gathers, reductions (the group: ``runtime``).
 
 Everything degrades to the single-process case when no process group exists,
 so the same objective code runs in tests, on one CPU and on many GPUs.
@@ -6,35 +6,8 @@ so the same objective code runs in tests, on one CPU and on many GPUs.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-
 import torch
 import torch.distributed as dist
-
-
-@dataclass(frozen=True)
-class DistInfo:
-    """This process's place in the job."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        """Rank 0 writes logs, checkpoints and exports."""
-        return self.rank == 0
-
-
-def init_from_env(device_type: str) -> DistInfo:
-    """Join the process group torchrun (or Slurm via torchrun) describes; single process otherwise."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return DistInfo()
-    if not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
 def active() -> bool:

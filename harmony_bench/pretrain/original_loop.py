@@ -43,13 +43,13 @@ def backward_per_path(
     model: PretrainModel, batch: dict[str, Any], sched: dict[str, float], device: torch.device | None = None
 ) -> torch.Tensor:
     """Forward + ``backward()`` per path, each in a fresh context (no shared forwards); the summed loss."""
-    from harmony_bench.pretrain.trainer import autocast
+    from harmony_bench.pretrain.trainer import AMP, autocast
 
     total = torch.zeros(())
     for path in objective_paths(list(model.objectives)):
         ctx = model.context(batch, sched, path)  # the CLIP path runs the teacher on crop 0 only, as the repo
         loss: torch.Tensor | float = 0.0
-        with autocast(device or torch.device("cpu")):
+        with autocast(device or torch.device("cpu"), AMP, training=True):
             for name in path:
                 objective = model.objectives[name]
                 value, _ = objective(ctx)

@@ -6,7 +6,6 @@ one optimisation step, shared with the speed benchmark and the tests.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -21,7 +20,12 @@ from harmony_bench.pretrain import distributed, optim
 from harmony_bench.pretrain.config import load_config, uses_text
 from harmony_bench.pretrain.logger import RunLogger, memory_mb, read_log
 from harmony_bench.pretrain.model import PretrainModel
+from harmony_bench.runtime import ProcessGroup, autocast, init_process_group, select_device
 from harmony_bench.threads import configure_threads
+
+# Pretraining computes in bf16 autocast on CUDA (no loss scaler needed) and fp32 on CPU
+# (harmony_bench.runtime.effective_amp with training=True).
+AMP = "bf16"
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +62,6 @@ def build_config(opts: RunOptions) -> dict[str, Any]:
     return load_config(opts.method, opts.preset, sets)
 
 
-def autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA (no loss scaler needed); full fp32 on CPU."""
-    if device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     """Move a collated batch (tensors and lists of tensors) to ``device``."""
     out: dict[str, Any] = {}
@@ -89,7 +86,7 @@ def train_step(
 ) -> dict[str, torch.Tensor]:
     """Forward all objectives, ONE backward over their weighted sum, clip, step, EMA update."""
     optim.apply_schedule(optimizer, sched)
-    with autocast(device):
+    with autocast(device, AMP, training=True):
         total, terms = wrapped(batch, sched)
     if not torch.isfinite(total):
         raise FloatingPointError(
@@ -108,13 +105,6 @@ def train_step(
     return terms
 
 
-def pick_device(name: str | None) -> torch.device:
-    """``--device``, else CUDA when available, else CPU."""
-    if name:
-        return torch.device(name)
-    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-
-
 def smoke_data(output: Path, cfg: dict[str, Any]) -> str:
     """Write (once) the synthetic captions the smoke preset trains on; return the ``--data`` spec."""
     from harmony_bench.data.synth import captions
@@ -131,7 +121,7 @@ def make_loader(
     cfg: dict[str, Any],
     samples: list[Any],
     model: PretrainModel,
-    info: distributed.DistInfo,
+    info: ProcessGroup,
     device: torch.device,
 ) -> tuple[Any, Any]:
     """(DataLoader, EpochSampler) for this rank over ``samples`` (from ``sources.open_source``)."""
@@ -163,8 +153,8 @@ def make_loader(
 
 def train(opts: RunOptions) -> dict[str, Any]:
     """Run (or resume) one pretraining job; returns a summary (steps, final losses, export paths)."""
-    device = pick_device(opts.device)
-    info = distributed.init_from_env(device.type)
+    device = select_device(opts.device)
+    info = init_process_group(device.type)
     if device.type == "cuda":
         device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
@@ -248,7 +238,7 @@ def _loop(
     sampler: Any,
     step: int,
     steps_per_epoch: int,
-    info: distributed.DistInfo,
+    info: ProcessGroup,
     device: torch.device,
     output: Path,
 ) -> dict[str, Any]:

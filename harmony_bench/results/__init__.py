@@ -1,21 +1,20 @@
 """Result records: build, validate, write atomically and read back one JSON file per run.
 
 See ``record.py`` for the layout and the write guarantees, ``validate.py`` for
-the checks, and ``schema/record-v1.schema.json`` for the contract.
+the checks, ``canonical.py`` for canonical JSON and ``config_hash``, and
+``schema/record-v1.schema.json`` for the contract.
 """
 
+from harmony_bench.results.canonical import canonical_json, config_hash, to_jsonable
 from harmony_bench.results.record import (
     SCHEMA_VERSION,
     build_record,
-    canonical_json,
-    config_hash,
     flatten_metrics,
     is_metric_leaf,
     iter_records,
     load_record,
     metric,
     record_filename,
-    to_jsonable,
     write_record,
 )
 from harmony_bench.results.validate import (

@@ -20,10 +20,7 @@ group and every number says which way is better.
 
 from __future__ import annotations
 
-import dataclasses
-import enum
-import errno
-import hashlib
+import codecs
 import json
 import math
 import os
@@ -31,16 +28,17 @@ import re
 import traceback
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from datetime import date, datetime, time, timezone
-from pathlib import Path, PurePath
+from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
+from harmony_bench.atomic import publish_new
+from harmony_bench.results.canonical import config_hash, to_jsonable
 from harmony_bench.results.validate import RecordError, read_record_file, validate_record
 
 SCHEMA_VERSION = 1
 # The runner puts task work dirs under the records dir; mmengine writes its own *.json logs there.
 SKIP_DIRS = frozenset({"work"})
-_NO_HARDLINK_ERRNOS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS}
 _UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME_PART = 64
 
@@ -93,61 +91,6 @@ def flatten_metrics(metrics: Mapping[str, Any], prefix: str = "") -> dict[str, f
                 f"metric {key!r} is {type(node).__name__}, expected a leaf (see metric()) or a group"
             )
     return flat
-
-
-# --------------------------------------------------------------------------- JSON normalisation
-
-
-def to_jsonable(obj: Any, where: str = "value") -> Any:
-    """Plain JSON data from what task runners and YAML produce, or a TypeError naming the field.
-
-    The record is built after a run that may have taken hours; a config value
-    that happens to be a ``Path``, a tuple, a NumPy scalar or a YAML date must
-    not cost the record, so those are converted the obvious way.  Non-finite
-    floats become None (JSON has no NaN).  Anything else is refused.
-    """
-    if obj is None or isinstance(obj, (str, bool)):
-        return obj
-    if isinstance(obj, enum.Enum):
-        return to_jsonable(obj.value, where)
-    if isinstance(obj, int):
-        return int(obj)
-    if isinstance(obj, float):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, Mapping):
-        return {_json_key(k, where): to_jsonable(v, f"{where}.{k}") for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v, f"{where}[{i}]") for i, v in enumerate(obj)]
-    if isinstance(obj, (set, frozenset)):
-        return [to_jsonable(v, f"{where}[]") for v in sorted(obj, key=repr)]
-    if isinstance(obj, PurePath):
-        return str(obj)
-    if isinstance(obj, (datetime, date, time)):
-        return obj.isoformat()
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return to_jsonable(dataclasses.asdict(obj), where)
-    if hasattr(obj, "tolist"):  # numpy arrays and scalars, torch tensors
-        return to_jsonable(obj.tolist(), where)
-    raise TypeError(f"{where}: {type(obj).__name__} cannot be stored in a result record (not JSON data)")
-
-
-def _json_key(key: Any, where: str) -> str:
-    """Mapping keys as JSON object keys; YAML gives int keys for e.g. class-id maps."""
-    if isinstance(key, str):
-        return key
-    if isinstance(key, (int, float)) and not isinstance(key, bool):
-        return str(key)
-    raise TypeError(f"{where}: key {key!r} ({type(key).__name__}) cannot be a JSON object key")
-
-
-def canonical_json(obj: Any) -> str:
-    """Sorted keys, no whitespace, UTF-8 text unescaped: one string per value, for hashing."""
-    return json.dumps(to_jsonable(obj, "config"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def config_hash(config: object) -> str:
-    """sha256 (hex) of the canonical JSON of ``config``: equal configs hash equal whatever the key order."""
-    return hashlib.sha256(canonical_json(config).encode("utf-8")).hexdigest()
 
 
 # --------------------------------------------------------------------------- building
@@ -253,54 +196,6 @@ def record_filename(record: dict[str, Any]) -> str:
     return "__".join(parts) + ".json"
 
 
-def _fsync_dir(directory: Path) -> None:
-    """Make the new directory entry durable; not possible (nor needed) on every OS."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _exists_error(final: Path) -> FileExistsError:
-    return FileExistsError(
-        errno.EEXIST, "a result record of this name exists; records are never overwritten", str(final)
-    )
-
-
-def _copy_exclusive(tmp: Path, final: Path) -> None:
-    """Publish without hard links (some FUSE/SMB mounts): exclusive create, so still never overwrites."""
-    try:
-        fd = os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    except FileExistsError:
-        raise _exists_error(final) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(tmp.read_bytes())
-            f.flush()
-            os.fsync(f.fileno())
-    except BaseException:
-        final.unlink(missing_ok=True)
-        raise
-
-
-def _publish(tmp: Path, final: Path) -> None:
-    """Give the finished temp file its final name, failing if that name is taken."""
-    try:
-        os.link(tmp, final)
-    except FileExistsError:
-        raise _exists_error(final) from None
-    except OSError as exc:
-        if exc.errno not in _NO_HARDLINK_ERRNOS:
-            raise
-        _copy_exclusive(tmp, final)
-
-
 def write_record(record: dict[str, Any], out_dir: Path) -> Path:
     """Validate ``record`` and write it under ``out_dir`` atomically; return the new file's path.
 
@@ -314,21 +209,15 @@ def write_record(record: dict[str, Any], out_dir: Path) -> Path:
         raise RecordError(
             out_dir, problems, summary=f"refusing to write an invalid result record to {out_dir}"
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
     final = out_dir / record_filename(record)
-    # Hidden and not *.json: a reader scanning the directory never sees a half-written record.
-    tmp = out_dir / f".{final.name}.{uuid.uuid4().hex[:8]}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # 0o666 & umask, unlike mkstemp's 0o600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(record, f, indent=2, ensure_ascii=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        _publish(tmp, final)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(out_dir)
+
+    def dump(handle: Any) -> None:
+        json.dump(record, codecs.getwriter("utf-8")(handle), indent=2, ensure_ascii=False, allow_nan=False)
+        handle.write(b"\n")
+
+    # publish_new: hidden temp name (a reader scanning for *.json never sees a half-written record), then a
+    # hard link into place, which fails on an existing name: records are never overwritten.
+    publish_new(final, dump)
     return final
 
 

@@ -93,7 +93,7 @@ def _parse_utc(text: str) -> datetime:
 
 def _cross_field_problems(record: dict[str, Any]) -> list[str]:
     """Rules relating two fields, run only on a record the schema accepted."""
-    from harmony_bench.results.record import config_hash
+    from harmony_bench.results.canonical import config_hash
 
     problems = []
     task = record["task"]

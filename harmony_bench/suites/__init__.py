@@ -1,8 +1,10 @@
 """Suites: backbone × task matrices as data, run cell by cell with resume, checked against published numbers.
 
-``spec`` parses ``benchmarks/suites/*.yaml``, ``run`` executes missing cells
-(one process each, state file with status and cost), ``report`` compares with
-``results/reported/``, ``slurm`` submits cells as jobs.
+Layers, bottom up: ``spec`` parses ``benchmarks/suites/*.yaml``; ``state`` keeps the state file and
+cell locks; ``worker`` runs one cell in its own process and measures its cost; ``jobs`` folds Slurm
+jobs' results into the state; ``plan`` knows the cells, their identities, matching records and what is
+pending; the executors ``local`` (one cell after another here) and ``slurm`` (one job per cell) run a
+plan the same way; ``checks`` compares with ``results/reported/`` (``suite report``).
 """
 
 from harmony_bench.suites.spec import Cell, Suite, load_suite, suite_files

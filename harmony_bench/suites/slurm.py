@@ -16,7 +16,9 @@ The next ``suite run`` or ``suite show`` (anywhere that sees the output director
 file system) folds the jobs' result files into the state file: status, record and cost.  A failed
 job's cell runs again on the next ``suite run``; a job still queued keeps its cell ``running``.  A job
 Slurm ended before the worker could write its result (TIMEOUT, OUT_OF_MEMORY, CANCELLED, NODE_FAIL, ...)
-is recognised through ``sacct`` and its cell marked failed, so it too runs again.
+is recognised through ``sacct`` (:mod:`.jobs`) and its cell marked failed, so it too runs again.
+The plan (what is pending, the spec files, attempts, the step commands) is :mod:`.plan`'s, shared
+with the local executor (:mod:`.local`).
 ``--slurm`` values are submitit parameters (``slurm_partition=gpu``, ``gpus_per_node=1``,
 ``timeout_min=600``, ``slurm_additional_parameters={account: x}``); the dependency is merged into
 ``slurm_additional_parameters``.
@@ -24,47 +26,13 @@ is recognised through ``sacct`` and its cell marked failed, so it too runs again
 
 from __future__ import annotations
 
-import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
-from harmony_bench.suites.run import (
-    Paths,
-    _now,
-    cell_spec,
-    data_values,
-    needed_steps,
-    pending_cells,
-    step_outputs,
-    substitute,
-    suite_paths,
-)
+from harmony_bench.suites import plan
 from harmony_bench.suites.spec import Cell, Step, Suite
-from harmony_bench.suites.state import read_state, write_state
-
-# sacct states of a job that is over without having run to its end (it wrote no result file)
-DEAD_STATES = frozenset(
-    {"BOOT_FAIL", "CANCELLED", "DEADLINE", "FAILED", "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT"}
-)
-
-
-def job_state(job_id: str) -> str | None:
-    """The Slurm state of ``job_id`` from ``sacct`` (e.g. ``TIMEOUT``); None where sacct cannot tell.
-
-    Asked only for a cell still ``running`` with no result file, so a machine without Slurm (or an
-    accounting database that does not answer) leaves the cell as it is rather than guessing.
-    """
-    if shutil.which("sacct") is None:
-        return None
-    argv = ["sacct", "-j", job_id, "-X", "--noheader", "--parsable2", "--format", "State"]
-    try:
-        out = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=True).stdout
-    except (subprocess.SubprocessError, OSError):
-        return None
-    lines = out.split()
-    return lines[0] if lines else None  # "CANCELLED by 1234" -> "CANCELLED"
+from harmony_bench.suites.state import Paths, now, read_state, suite_paths, write_state
 
 
 def _job(spec_path: str) -> int:
@@ -74,14 +42,15 @@ def _job(spec_path: str) -> int:
     return main([spec_path])
 
 
-def _step_job(args: list[str], produces: list[str]) -> None:
-    """What a step's Slurm job runs; raising makes the job FAILED, so ``afterok`` cells never start."""
-    from harmony_bench.cli import main
+def _step_job(argv: list[str], produces: list[str]) -> None:
+    """What a step's Slurm job runs: the step's command (:func:`plan.step_argv`, as a local run runs it).
 
-    code = main(args)
+    Raising makes the job FAILED, so ``afterok`` cells never start.
+    """
+    code = subprocess.run(argv, stdin=subprocess.DEVNULL, check=False).returncode
     missing = [p for p in produces if not Path(p).exists()]
     if code != 0 or missing:
-        raise RuntimeError(f"step `harmony-bench {' '.join(args)}` failed (exit {code}; missing {missing})")
+        raise RuntimeError(f"step `{' '.join(argv[1:])}` failed (exit {code}; missing {missing})")
 
 
 def executor(paths: Paths, options: dict[str, Any], after: str | None = None) -> Any:
@@ -105,17 +74,17 @@ def executor(paths: Paths, options: dict[str, Any], after: str | None = None) ->
 def submit_step(step: Step, paths: Paths, values: dict[str, str], state: dict[str, Any],
                 options: dict[str, Any]) -> str | None:  # fmt: skip
     """Submit ``step`` unless its outputs exist (None) or a job of it is already queued (that job's id)."""
-    produced = step_outputs(step, paths, values)
+    produced = plan.step_outputs(step, paths, values)
     if all(Path(p).exists() for p in produced.values()):
         return None
     entry = state["steps"].get(step.name, {})
     if entry.get("status") == "running" and entry.get("job_id"):
         return str(entry["job_id"])
-    out = paths.step_out(step.name)
-    out.mkdir(parents=True, exist_ok=True)
-    args = [substitute(a, {**values, "out": str(out)}) for a in step.args]
-    job = executor(paths, options).submit(_step_job, args, list(produced.values()))
-    state["steps"][step.name] = {"status": "running", "job_id": job.job_id, "started": _now()}
+    paths.step_out(step.name).mkdir(parents=True, exist_ok=True)
+    job = executor(paths, options).submit(
+        _step_job, plan.step_argv(step, paths, values), list(produced.values())
+    )
+    state["steps"][step.name] = {"status": "running", "job_id": job.job_id, "started": now()}
     write_state(paths.state, state)
     print(f"submitted step {step.name} as job {job.job_id}")
     return str(job.job_id)
@@ -124,21 +93,9 @@ def submit_step(step: Step, paths: Paths, values: dict[str, str], state: dict[st
 def submit_cell(cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, Any],
                 options: dict[str, Any], after: str | None) -> str:  # fmt: skip
     """Submit one cell (after its step's job, if any); the state shows it running with its job id."""
-    spec_path = paths.cell_spec(cell.id)
-    spec_path.parent.mkdir(parents=True, exist_ok=True)
-    spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
-    spec_path.with_suffix(".result.json").unlink(missing_ok=True)  # a stale outcome is not this job's
+    spec_path = plan.write_cell_spec(paths, cell.id, spec)
     job = executor(paths, options, after).submit(_job, str(spec_path))
-    attempts = state["cells"].get(cell.id, {}).get("attempts", 0) + 1
-    state["cells"][cell.id] = {
-        "status": "running",
-        "job_id": job.job_id,
-        "pid": None,
-        "started": _now(),
-        "attempts": attempts,
-        "after": after,
-    }
-    write_state(paths.state, state)
+    plan.mark_running(state, paths, cell.id, job_id=job.job_id, pid=None, after=after)
     print(f"submitted {cell.id} as job {job.job_id}" + (f" (after job {after})" if after else ""))
     return str(job.job_id)
 
@@ -149,15 +106,15 @@ def submit_suite(suite: Suite, options: dict[str, Any], given_data: dict[str, Pa
     paths = suite_paths(suite)
     state = read_state(paths.state)
     cells = cells if cells is not None else suite.cells
-    values = data_values(suite, given_data or {}, cells)
+    values = plan.data_values(suite, given_data or {}, cells)
     step_jobs: dict[str, str | None] = {}
-    for name in needed_steps(cells):
+    for name in plan.needed_steps(cells):
         step = suite.steps[name]
         step_jobs[name] = submit_step(step, paths, values, state, options)
-        values.update(step_outputs(step, paths, values))  # where the cells will find the step's files
+        values.update(plan.step_outputs(step, paths, values))  # where the cells will find the step's files
     ids = [job for job in step_jobs.values() if job]
-    for cell in pending_cells(suite, cells, values, state):
+    for cell in plan.pending_cells(suite, cells, values, state):
         after = step_jobs.get(cell.backbone.after) if cell.backbone.after else None
-        ids.append(submit_cell(cell, cell_spec(cell, suite, values), paths, state, options, after))
+        ids.append(submit_cell(cell, plan.cell_spec(cell, suite, values), paths, state, options, after))
     write_state(paths.state, state)
     return ids

@@ -154,7 +154,7 @@ def load_suite(name_or_path: str | Path, output: Path | None = None) -> Suite:
 
 
 def _task_entry(path: Path, item: Any, preset: str | None) -> TaskEntry:
-    from harmony_bench.tasks import get_task
+    from harmony_bench.protocols import get_task
 
     item = {"name": item} if isinstance(item, str) else dict(item)
     check_keys(path, item, {"name"}, {"data", "preset", "set", "est_s"})

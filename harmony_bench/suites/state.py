@@ -19,9 +19,16 @@ from __future__ import annotations
 
 import json
 import os
-import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from harmony_bench.atomic import atomic_write_json
+from harmony_bench.runtime import process_alive
+
+if TYPE_CHECKING:
+    from harmony_bench.suites.spec import Suite
 
 STATES = ("pending", "running", "done", "failed")
 
@@ -29,6 +36,11 @@ STATES = ("pending", "running", "done", "failed")
 def state_dir(output: Path, suite: str) -> Path:
     """Hidden, so record scans (which skip hidden directories) never read the state or logs as records."""
     return Path(output) / ".suite" / suite
+
+
+def now() -> str:
+    """UTC now as the state file writes it."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -46,27 +58,12 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Replace the state file atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(state, f, indent=2, sort_keys=True)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    atomic_write_json(path, state)
 
 
 def pid_alive(pid: int | None) -> bool:
     """Whether a process with this id exists (a 'running' entry whose owner died is stale)."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return process_alive(pid)
 
 
 def lock_holder(path: Path | str | None) -> int | None:
@@ -119,7 +116,7 @@ def cell_status(state: dict[str, Any], cell_id: str) -> str:
     """Pending / running / done / failed; a 'running' local cell whose processes are gone is failed.
 
     A local cell is alive while its lock is held (see the module docstring).  A Slurm job's entry
-    stays 'running' until its record appears (``run.pending_cells`` adopts it) or Slurm says the job
+    stays 'running' until its record appears (``plan.pending_cells`` adopts it) or Slurm says the job
     ended.
     """
     entry = state["cells"].get(cell_id)
@@ -138,3 +135,36 @@ def cell_alive(entry: dict[str, Any]) -> bool:
 
 
 INTERRUPTED = "interrupted: the suite run or its worker was killed before the cell finished"
+
+
+@dataclass
+class Paths:
+    """Where a suite keeps its bookkeeping."""
+
+    root: Path
+
+    @property
+    def state(self) -> Path:
+        """The state file."""
+        return self.root / "state.json"
+
+    def log(self, name: str) -> Path:
+        """A cell's or step's log file."""
+        return self.root / "logs" / f"{name}.log"
+
+    def cell_spec(self, cell_id: str) -> Path:
+        """What the worker reads (and writes ``.result.json`` next to)."""
+        return self.root / "cells" / f"{cell_id}.json"
+
+    def lock(self, cell_id: str) -> Path:
+        """The cell's lock file (held while the cell runs, see ``state``)."""
+        return self.root / "cells" / f"{cell_id}.lock"
+
+    def step_out(self, step: str) -> Path:
+        """A prerequisite step's own directory (``{out}``)."""
+        return self.root / "steps" / step
+
+
+def suite_paths(suite: Suite) -> Paths:
+    """The suite's bookkeeping directory under its output."""
+    return Paths(state_dir(suite.output, suite.name))

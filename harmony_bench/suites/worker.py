@@ -20,6 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from harmony_bench.atomic import atomic_write_json
+from harmony_bench.runtime import world_size
+from harmony_bench.suites.state import now
+
 # Set by ``suite run`` to its pid: the worker then dies with it instead of computing on as an orphan.
 PARENT_ENV = "HARMONY_BENCH_SUITE_PARENT"
 PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
@@ -68,7 +72,7 @@ def gpus_used(cuda: Any | None = None, environ: Mapping[str, str] = os.environ) 
     if cuda is None or not cuda.is_available() or not cuda.is_initialized():
         return 0
     local = sum(1 for i in range(cuda.device_count()) if cuda.max_memory_allocated(i) > 0)
-    return local * max(1, int(environ.get("WORLD_SIZE") or 1))
+    return local * max(1, world_size(environ))
 
 
 def peak_gpu_mem_mb(cuda: Any | None = None) -> float | None:
@@ -87,13 +91,50 @@ def peak_rss_mb() -> float:
     return max(own, children) / 1024
 
 
+def gpu_hours(wall_s: float, gpus: int) -> float:
+    """GPU-hours of a cell: its wall time × the GPUs it actually used (never the node's count)."""
+    return wall_s * gpus / 3600
+
+
+def cost_fields(cost: dict[str, Any], wall: float | None = None, rss: float | None = None) -> dict[str, Any]:
+    """The state file's cost of a cell from the worker's own measurement.
+
+    A local run measures wall time and peak RSS from the parent too (they then
+    include the interpreter start); a Slurm job has only the worker's.  GPU-hours
+    use the GPUs the cell actually ran on (``worker.gpus_used``), never the
+    number of GPUs the node happens to have.
+    """
+    wall = float(cost.get("wall_s") or 0.0) if wall is None else wall
+    rss = float(cost.get("peak_rss_mb") or 0.0) if rss is None else rss
+    gpus = int(cost.get("gpus") or 0)
+    return {
+        "wall_s": round(wall, 2),
+        "gpus": gpus,
+        "gpu_hours": round(gpu_hours(wall, gpus), 4),
+        "peak_rss_mb": round(rss),
+        "peak_gpu_mem_mb": cost.get("peak_gpu_mem_mb"),
+    }
+
+
+def outcome_entry(outcome: dict[str, Any], code: int, log: str) -> dict[str, Any]:
+    """Status, record and error of a finished cell from its worker's result file."""
+    done = code == 0 and outcome.get("state") == "completed"
+    return {
+        "status": "done" if done else "failed",
+        "finished": now(),
+        "record": outcome.get("record"),
+        "error": None if done else (outcome.get("error") or f"worker exited {code}; see {log}"),
+        "log": log,
+    }
+
+
 def measure_cost(wall_s: float) -> dict[str, Any]:
     """The cell's cost as this process saw it; ``gpu_hours`` uses the GPUs actually used."""
     gpus = gpus_used()
     return {
         "wall_s": round(wall_s, 3),
         "gpus": gpus,
-        "gpu_hours": round(wall_s * gpus / 3600, 6),
+        "gpu_hours": round(gpu_hours(wall_s, gpus), 6),
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "peak_gpu_mem_mb": peak_gpu_mem_mb(),
     }
@@ -131,9 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     outcome = run_cell(spec)
     outcome["cost"] = measure_cost(time.perf_counter() - started)
     result = spec_path.with_suffix(".result.json")
-    tmp = result.with_suffix(".tmp")
-    tmp.write_text(json.dumps(outcome, indent=2), encoding="utf-8")
-    tmp.replace(result)
+    atomic_write_json(result, outcome, sort_keys=False)
     if outcome["error"]:
         print(f"error: {outcome['error']}", file=sys.stderr)
     return 0 if outcome["state"] == "completed" else 1

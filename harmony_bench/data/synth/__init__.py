@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from harmony_bench.data.synth._writer import MANIFEST_NAME, SynthSummary
+from harmony_bench.data.identity import MANIFEST_NAME
+from harmony_bench.data.synth._writer import SynthSummary
 from harmony_bench.registry import Registry
 
 Writer = Callable[..., SynthSummary]

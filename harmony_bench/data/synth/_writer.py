@@ -14,7 +14,6 @@ from typing import Any
 
 from PIL import Image
 
-MANIFEST_NAME = "harmony_bench_synth.json"
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 92
 # Below this, shapes shrink to a few pixels and COCO polygons can rasterise to zero area.

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from harmony_bench.data.identity import MANIFEST_NAME
 from harmony_bench.data.synth._writer import (
-    MANIFEST_NAME,
     SynthSummary,
     count_files,
     manifest,

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harmony_bench.data.synth._writer import GENERATOR_VERSION, MANIFEST_NAME
+from harmony_bench.data.identity import MANIFEST_NAME
+from harmony_bench.data.synth._writer import GENERATOR_VERSION
 
 
 def cached_root(kind: str) -> Path:

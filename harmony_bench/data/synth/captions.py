@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
+from harmony_bench.data.identity import MANIFEST_NAME
 from harmony_bench.data.synth._writer import (
     JPEG_QUALITY,
-    MANIFEST_NAME,
     SynthSummary,
     count_files,
     manifest,

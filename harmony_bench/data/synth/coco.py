@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from pycocotools import mask as mask_utils
 
+from harmony_bench.data.identity import MANIFEST_NAME
 from harmony_bench.data.synth._writer import (
-    MANIFEST_NAME,
     SynthSummary,
     count_files,
     manifest,

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from harmony_bench.data.identity import MANIFEST_NAME
 from harmony_bench.data.synth._writer import (
-    MANIFEST_NAME,
     SynthSummary,
     count_files,
     manifest,

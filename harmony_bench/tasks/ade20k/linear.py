@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.dense import protocol
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.ade20k import run as segmentation
 
 # Test hook: called as (iteration, work_dir) after every training iteration (tests simulate crashes).
@@ -73,4 +73,4 @@ def run(context: TaskContext) -> TaskOutcome:
     return segmentation.train_segmentor(context, build_config, _after_train_iter)
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.dense import protocol
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.ade20k.data import resolve_root, split_sizes
 
 # Test hook: called as (iteration, work_dir) after every training iteration (tests simulate crashes).
@@ -143,16 +143,11 @@ def train_segmentor(
 
 
 def _dataset_identity(root: Path) -> dict[str, Any]:
-    from harmony_bench.data.imagenet import read_manifest
+    from harmony_bench.data.identity import dataset_block
 
-    manifest = read_manifest(root) or read_manifest(root.parent)
-    return {
-        "name": "ade20k-synthetic" if manifest else "ade20k",
-        "root": str(root.resolve()),
-        "synthetic": manifest is not None,
-        "splits": split_sizes(root),
-        "manifest": manifest,
-    }
+    return dataset_block(
+        root, "ade20k", "ade20k-synthetic", manifest_in_parent=True, splits=split_sizes(root)
+    )
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

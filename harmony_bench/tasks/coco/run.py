@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.dense import protocol
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.coco.data import annotation_file, check_root, split_sizes
 from harmony_bench.tasks.coco.heads import shrink_heads
 
@@ -175,16 +175,9 @@ def record_metrics(metrics: dict[str, float]) -> dict[str, Any]:
 
 
 def _dataset_identity(root: Path) -> dict[str, Any]:
-    from harmony_bench.data.imagenet import read_manifest
+    from harmony_bench.data.identity import dataset_block
 
-    manifest = read_manifest(root)
-    return {
-        "name": "coco-synthetic" if manifest else "coco-2017",
-        "root": str(root.resolve()),
-        "synthetic": manifest is not None,
-        "splits": split_sizes(root),
-        "manifest": manifest,
-    }
+    return dataset_block(root, "coco-2017", "coco-synthetic", splits=split_sizes(root))
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -20,33 +19,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-AMP_DTYPES = ("none", "bf16", "fp16")
-
 
 def check_data(context: TaskContext, splits: Sequence[str]) -> Path:
     """Validate ``--data-root`` for ``splits`` (raises ``DatasetLayoutError`` saying how to prepare it)."""
     return check_imagenet_root(context.options.data_root, splits)
-
-
-def select_device(name: str | None) -> torch.device:
-    """``auto`` (CUDA when available, else CPU) or an explicit torch device string."""
-    import torch
-
-    if name in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """Autocast for feature extraction: ``none`` (fp32), ``bf16`` or ``fp16``; fp16 only on CUDA."""
-    import torch
-
-    if amp not in AMP_DTYPES:
-        raise ValueError(f"amp must be one of {AMP_DTYPES}, got {amp!r}")
-    if amp == "none" or (amp == "fp16" and device.type != "cuda"):
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def preprocessing_for(card_preprocessing: dict[str, Any], transform: dict[str, Any] | None) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
-from harmony_bench.tasks.imagenet.common import AMP_DTYPES, check_data, data_report, percent
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
+from harmony_bench.runtime import check_amp, precision_label, world_size
+from harmony_bench.tasks.imagenet.common import check_data, data_report, percent
 
 if TYPE_CHECKING:
     import torch
@@ -35,14 +36,11 @@ def card_classes(context: TaskContext) -> int:
 
 def preflight(context: TaskContext) -> None:
     """Before any record: the val split, a classifier card whose classes match it, the config values."""
-    import os
-
     from harmony_bench.data.imagenet import wnids
 
     root = check_data(context, ["val"])
-    if context.config["amp"] not in AMP_DTYPES:
-        raise ValueError(f"amp must be one of {AMP_DTYPES}, got {context.config['amp']!r}")
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+    check_amp(context.config["amp"])
+    if world_size() > 1:
         raise ValueError("imagenet-eval runs in one process; run it without torchrun")
     classes = card_classes(context)
     if classes < 1 or context.card.text_tower is not None:
@@ -69,7 +67,8 @@ def run(context: TaskContext) -> TaskOutcome:
     from harmony_bench.data.imagenet import dataset_identity, imagenet_split, skip_corrupt_collate
     from harmony_bench.models.backbone import load_backbone
     from harmony_bench.models.preprocess import eval_transform
-    from harmony_bench.tasks.imagenet.common import autocast, batches, select_device, topk_correct
+    from harmony_bench.runtime import autocast, select_device
+    from harmony_bench.tasks.imagenet.common import batches, topk_correct
     from harmony_bench.tasks.imagenet.finetune_recipe import input_size, preprocessing
 
     config = context.config
@@ -128,9 +127,7 @@ def run(context: TaskContext) -> TaskOutcome:
     metrics.update(data_metrics)
     if keep:
         artifacts["val_logits"] = str(_save_logits(context.work_dir, kept, labels, dataset, corrupt))
-    artifacts["precision"] = (
-        "fp32" if config["amp"] == "none" or device.type != "cuda" else f"{config['amp']} autocast"
-    )
+    artifacts["precision"] = precision_label(device.type, config["amp"])
     log.info(
         "imagenet-eval %s: top-1 %.3f top-5 %.3f on %d images",
         context.card.name,
@@ -157,4 +154,4 @@ def _save_logits(
     return path
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

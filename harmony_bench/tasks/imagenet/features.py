@@ -28,8 +28,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harmony_bench.results.record import config_hash
-from harmony_bench.tasks.imagenet.common import autocast, batches, make_loader
+from harmony_bench.atomic import atomic_write
+from harmony_bench.results.canonical import config_hash
+from harmony_bench.runtime import autocast
+from harmony_bench.tasks.imagenet.common import batches, make_loader
 
 if TYPE_CHECKING:
     import torch
@@ -245,20 +247,13 @@ class FeatureCache:
         return payload if isinstance(payload, dict) and payload.get("key") == key else None
 
     def save(self, key: str, payload: dict[str, Any]) -> Path | None:
-        """Write the entry atomically: a temp file in the same directory, then ``os.replace``."""
+        """Write the entry atomically (:func:`harmony_bench.atomic.atomic_write`)."""
         import torch
 
         path = self.path(key)
         if path is None:
             return None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.parent / f".{key}.pt.tmp-{os.getpid()}"
-        try:
-            torch.save({**payload, "key": key}, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        return path
+        return atomic_write(path, lambda handle: torch.save({**payload, "key": key}, handle))
 
 
 def cache_for(context: TaskContext) -> FeatureCache:

@@ -26,8 +26,7 @@ Devices and processes:
   ``train.batch_size`` is the global batch per optimizer update (split over ranks and
   ``grad_accum_steps``).  Only rank 0 writes checkpoints and artifacts; the work dir must be on a
   file system every rank sees (one node, or a shared disk).  Records: ``harmony_bench.runner.run``
-  writes one record per process, so under torchrun each rank writes an identical-metrics record
-  unless the runner skips ``write_record`` on ranks other than 0.
+  writes the record on rank 0 only (``runtime.is_main_process``), so one run is one record.
 """
 
 from __future__ import annotations
@@ -40,14 +39,28 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.run_identity import CheckpointMismatchError, identity_hash, run_identity
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
+from harmony_bench.runtime import (
+    ProcessGroup,
+    all_reduce_sum,
+    autocast,
+    barrier,
+    check_amp,
+    default_device_type,
+    effective_amp,
+    init_process_group,
+    precision_label,
+    rank_device,
+    select_device,
+    world_size,
+)
 from harmony_bench.tasks.imagenet import finetune_recipe as recipe
 from harmony_bench.tasks.imagenet import finetune_state as state
 from harmony_bench.tasks.imagenet.common import (
     check_data,
     data_report,
     percent,
-    select_device,
     topk_correct,
     write_json_artifact,
 )
@@ -57,84 +70,6 @@ if TYPE_CHECKING:
     from torch import nn
 
 log = logging.getLogger(__name__)
-
-AMP_MODES = ("bf16", "fp16", "none")
-
-
-# --------------------------------------------------------------------------- processes
-
-
-@dataclass(frozen=True)
-class Dist:
-    """This process's place in a torchrun job (``world == 1``: a plain single process)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-    owns_group: bool = False
-
-    @property
-    def main(self) -> bool:
-        """Rank 0 writes checkpoints and artifacts."""
-        return self.rank == 0
-
-
-def world_size_from_env() -> int:
-    """``WORLD_SIZE`` as torchrun sets it (1 when absent)."""
-    return int(os.environ.get("WORLD_SIZE", "1"))
-
-
-def init_distributed() -> Dist:
-    """Join the torchrun process group when ``WORLD_SIZE`` > 1 (env:// rendezvous)."""
-    import torch
-    import torch.distributed as dist
-
-    world = world_size_from_env()
-    if world <= 1:
-        return Dist()
-    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    owns = not dist.is_initialized()
-    if torch.cuda.is_available():
-        torch.cuda.set_device(local_rank)
-    if owns:
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return Dist(rank=rank, world=world, local_rank=local_rank, owns_group=owns)
-
-
-def barrier(proc: Dist) -> None:
-    """Wait for every rank (no-op in a single process)."""
-    if proc.world > 1:
-        import torch.distributed as dist
-
-        dist.barrier()
-
-
-def all_reduce_sum(tensor: torch.Tensor, proc: Dist) -> torch.Tensor:
-    """Sum ``tensor`` over ranks in place (no-op in a single process)."""
-    if proc.world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def resolve_device(config: dict[str, Any], proc: Dist) -> torch.device:
-    """The protocol's device; under DDP on CUDA, this rank's GPU."""
-    import torch
-
-    device = select_device(config.get("device"))
-    if device.type == "cuda" and proc.world > 1:
-        return torch.device("cuda", proc.local_rank)
-    return device
-
-
-def autocast(device: torch.device, amp: str) -> contextlib.AbstractContextManager:
-    """bf16/fp16 autocast on CUDA; fp32 (no autocast) on every other device."""
-    import torch
-
-    if amp == "none" or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast(device_type="cuda", dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
 
 
 @contextlib.contextmanager
@@ -178,8 +113,7 @@ def batch_plan(config: dict[str, Any], world: int) -> tuple[int, int]:
 
 def check_config(config: dict[str, Any]) -> None:
     """Fail early on values the run would only trip over later."""
-    if config["amp"] not in AMP_MODES:
-        raise ValueError(f"amp must be one of {AMP_MODES}, got {config['amp']!r}")
+    check_amp(config["amp"])
     if config["normalize"] not in recipe.NORMALIZE:
         raise ValueError(f"normalize must be one of {recipe.NORMALIZE}, got {config['normalize']!r}")
     if config["model"]["global_pool"] not in recipe.GLOBAL_POOLS:
@@ -199,7 +133,7 @@ def check_config(config: dict[str, Any]) -> None:
     epochs, warmup = int(config["schedule"]["epochs"]), int(config["schedule"]["warmup_epochs"])
     if epochs < 1 or not 0 <= warmup < epochs:
         raise ValueError(f"need schedule.epochs >= 1 and 0 <= warmup_epochs < epochs, got {epochs}, {warmup}")
-    batch_plan(config, world_size_from_env())
+    batch_plan(config, world_size())
 
 
 def preflight(context: TaskContext) -> None:
@@ -214,7 +148,7 @@ def preflight(context: TaskContext) -> None:
             f"{context.card.name} is a {recipe.card_architecture(context.card).upper()}; {recipe.RULE_HINT}"
         )
     device = select_device(context.config.get("device"))
-    identity = state.run_identity(context, root, world_size_from_env(), device.type)
+    identity = run_identity(context, root, world_size(), device.type)
     state.check_resumable(context.work_dir, identity, bool(context.config["checkpointing"]["resume"]))
 
 
@@ -237,7 +171,7 @@ class Trainer:
     accum: int
     clip_grad: float | None
     per_iteration: bool
-    proc: Dist
+    proc: ProcessGroup
     step_after: bool = False  # schedule.step iteration-after: set the lr after each update (SimMIM)
     num_updates: int = 0
     history: list[dict[str, float | None]] = field(default_factory=list)
@@ -263,7 +197,7 @@ class Trainer:
             update = micro % self.accum == 0
             sync = contextlib.nullcontext() if update or self.proc.world == 1 else self.model.no_sync()
             with sync:
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.amp, training=True):
                     loss = self.criterion(self.model(images), targets)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
@@ -306,7 +240,7 @@ class Trainer:
                 if batch is None:
                     continue
                 images, targets = (t.to(self.device, non_blocking=True) for t in batch)
-                with autocast(self.device, self.amp):
+                with autocast(self.device, self.amp, training=True):
                     logits = self.module(images)
                 hits = topk_correct(logits.float(), targets, (1, 5))
                 loss = F.cross_entropy(logits.float(), targets, reduction="sum")
@@ -369,7 +303,7 @@ def _after_epoch(epoch: int, work_dir: Path) -> None:
 
 
 def _loaders(
-    context: TaskContext, root: Path, prep: dict[str, Any], proc: Dist, micro: int, device: Any
+    context: TaskContext, root: Path, prep: dict[str, Any], proc: ProcessGroup, micro: int, device: Any
 ) -> Any:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -422,9 +356,9 @@ def run(context: TaskContext) -> TaskOutcome:
     config = context.config
     check_config(config)
     root = check_data(context, ["train", "val"])
-    proc = init_distributed()
+    proc = init_process_group(default_device_type())
     try:
-        device = resolve_device(config, proc)
+        device = rank_device(select_device(config.get("device")), proc)
         with determinism(bool(config["deterministic"]), device):
             return _run(context, root, proc, device)
     finally:
@@ -434,14 +368,14 @@ def run(context: TaskContext) -> TaskOutcome:
             dist.destroy_process_group()
 
 
-def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> TaskOutcome:
+def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.device) -> TaskOutcome:
     import torch
 
     from harmony_bench.data.imagenet import dataset_identity
 
     config, seed = context.config, context.options.seed
-    identity = state.run_identity(context, root, proc.world, device.type)
-    digest = state.identity_hash(identity)
+    identity = run_identity(context, root, proc.world, device.type)
+    digest = identity_hash(identity)
     sidecar = state.check_resumable(context.work_dir, identity, bool(config["checkpointing"]["resume"]))
     micro, accum = batch_plan(config, proc.world)
     prep = recipe.preprocessing(context)
@@ -466,7 +400,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     factor = recipe.schedule_lr_factor(config["optim"], batch)
     scheduler = recipe.build_scheduler(optimizer, config["schedule"], updates_per_epoch, factor)
     mixup, criterion = recipe.build_mixup(config["mixup"], len(train.classes))
-    amp = config["amp"] if device.type == "cuda" else "none"
+    amp = effective_amp(device.type, config["amp"], training=True)
     scaler = torch.amp.GradScaler(device.type, enabled=amp == "fp16")
     clip = config["optim"].get("clip_grad")
     trainer = Trainer(
@@ -491,7 +425,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     if sidecar is not None:
         payload = state.load_checkpoint(pt_path)
         if payload["identity_hash"] != digest:  # the sidecar said yes; the .pt is authoritative
-            raise state.CheckpointMismatchError(f"{pt_path} was written under another configuration")
+            raise CheckpointMismatchError(f"{pt_path} was written under another configuration")
         trainer.load_state_dict(payload)
         state.restore_rng(payload["rng"], generator)
         start = int(payload["epoch"])
@@ -547,7 +481,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
             "run_identity_hash": digest,
             "resumed_from_epoch": str(start),
             "schedule_step": config["schedule"]["step"],
-            "precision": {"none": "fp32", "bf16": "bf16 autocast", "fp16": "fp16 autocast"}[amp],
+            "precision": precision_label(device.type, config["amp"], training=True),
         }
     )
     return TaskOutcome(metrics=metrics, dataset=dataset_identity(root), artifacts=artifacts)
@@ -578,4 +512,4 @@ def history_metrics(history: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -2,13 +2,12 @@
 
 A fine-tuning run writes ``<work_dir>/finetune-checkpoint.pt`` after every epoch (model, optimizer,
 scheduler, grad scaler, completed epochs, optimizer updates, per-epoch history and RNG states) and a
-small ``finetune-checkpoint.json`` beside it (identity, its hash, epoch), each written to a temp file
-in the same directory, fsynced and published with ``os.replace``: a crash never leaves a torn file.
+small ``finetune-checkpoint.json`` beside it (identity, its hash, epoch), each written atomically
+(:mod:`harmony_bench.atomic`): a crash never leaves a torn file.
 
-The *run identity* is everything that can change the numbers: task, protocol version, the resolved
-config (less ``checkpointing``, which only says what to do with an existing checkpoint), backbone and
-checkpoint sha256, seed, world size, device type and dataset root.  A checkpoint is resumed only
-under the same identity hash; one made under another identity is refused with the keys that differ.
+A checkpoint is resumed only under the same run identity hash (:mod:`harmony_bench.run_identity`, shared
+with the linear probe, ADE20K and COCO); one made under another identity is refused with the keys that
+differ.
 
 Exact resume.  Every epoch starts by re-seeding Python, NumPy, torch and the data-loader generator
 from ``(seed, epoch, rank)`` (:func:`seed_epoch`), and the sampler is ``DistributedSampler`` with
@@ -24,76 +23,27 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harmony_bench.atomic import atomic_write, atomic_write_text
+from harmony_bench.run_identity import refuse_other_identity
+
 if TYPE_CHECKING:
     import torch
 
-    from harmony_bench.runner import TaskContext
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "finetune-checkpoint.pt"
 SIDECAR_NAME = "finetune-checkpoint.json"
-# Config blocks that never change the numbers (what to do with an existing checkpoint): not hashed.
-CONTROL_KEYS = ("checkpointing",)
 CHECKPOINT_FORMAT = 1
-
-
-class CheckpointMismatchError(ValueError):
-    """The work dir holds a checkpoint of a run with another identity (config, backbone, seed ...)."""
-
-
-def run_identity(context: TaskContext, root: Path, world_size: int, device_type: str) -> dict[str, Any]:
-    """Everything that can change the numbers of this run (hashed to decide whether to resume)."""
-    from harmony_bench.runner import backbone_identity
-
-    backbone = backbone_identity(context.card, context.options.checkpoint)
-    return {
-        "task": context.task.name,
-        "protocol_version": context.task.protocol_version,
-        "config": {k: v for k, v in context.config.items() if k not in CONTROL_KEYS},
-        "backbone": {"name": backbone["name"], "checkpoint": backbone["checkpoint"]},
-        "seed": context.options.seed,
-        "world_size": world_size,
-        "device": device_type,
-        "data_root": str(root),
-    }
-
-
-def identity_hash(identity: dict[str, Any]) -> str:
-    """sha256 of the identity's canonical JSON (key order does not matter)."""
-    from harmony_bench.results import config_hash
-
-    return config_hash(identity)
 
 
 def checkpoint_paths(work_dir: Path) -> tuple[Path, Path]:
     """``(checkpoint .pt, sidecar .json)`` in ``work_dir``."""
     return work_dir / CHECKPOINT_NAME, work_dir / SIDECAR_NAME
-
-
-def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(node, dict):
-        flat: dict[str, Any] = {}
-        for key, value in node.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
-        return flat
-    return {prefix.rstrip("."): node}
-
-
-def describe_difference(stored: dict[str, Any], current: dict[str, Any], limit: int = 8) -> str:
-    """``key: stored (checkpoint) vs current (this run)`` for the first ``limit`` differing keys."""
-    old, new = _flatten(stored), _flatten(current)
-    keys = sorted(k for k in old.keys() | new.keys() if old.get(k, "<absent>") != new.get(k, "<absent>"))
-    lines = [
-        f"{k}: {old.get(k, '<absent>')!r} (checkpoint) vs {new.get(k, '<absent>')!r} (this run)" for k in keys
-    ]
-    more = f"; and {len(lines) - limit} more" if len(lines) > limit else ""
-    return "; ".join(lines[:limit]) + more if lines else "(no key differs; the hash format changed)"
 
 
 def check_resumable(work_dir: Path, identity: dict[str, Any], resume: bool) -> dict[str, Any] | None:
@@ -125,14 +75,7 @@ def check_resumable(work_dir: Path, identity: dict[str, Any], resume: bool) -> d
             "identity": payload["identity"],
             "epoch": payload["epoch"],
         }
-    if sidecar["identity_hash"] != identity_hash(identity):
-        raise CheckpointMismatchError(
-            f"the work dir {work_dir} holds a fine-tuning checkpoint made under a different configuration "
-            f"(identity hash {sidecar['identity_hash'][:12]} there, {identity_hash(identity)[:12]} here): "
-            f"{describe_difference(sidecar['identity'], identity)}. Refusing to resume it or to overwrite "
-            "it: pass another --work-dir (or --output), delete the checkpoint, or start over in this work "
-            "dir with --set checkpointing.resume=false"
-        )
+    refuse_other_identity(sidecar, identity, work_dir, "a fine-tuning checkpoint")
     return sidecar
 
 
@@ -194,32 +137,6 @@ def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
 # --------------------------------------------------------------------------- files
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # not every platform can open a directory
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, write: Any) -> None:
-    """Call ``write(file)`` on a temp file beside ``path``, fsync it, then ``os.replace`` it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
 def save_checkpoint(work_dir: Path, payload: dict[str, Any]) -> Path:
     """Write the epoch checkpoint and then its sidecar, each atomically; returns the .pt path.
 
@@ -229,10 +146,10 @@ def save_checkpoint(work_dir: Path, payload: dict[str, Any]) -> Path:
 
     pt_path, json_path = checkpoint_paths(work_dir)
     payload = {"format": CHECKPOINT_FORMAT, **payload}
-    _atomic_write(pt_path, lambda handle: torch.save(payload, handle))
+    atomic_write(pt_path, lambda handle: torch.save(payload, handle))
     sidecar = {key: payload[key] for key in ("format", "identity_hash", "epoch", "identity")}
     text = json.dumps(sidecar, indent=1, sort_keys=True, default=str) + "\n"
-    _atomic_write(json_path, lambda handle: handle.write(text.encode("utf-8")))
+    atomic_write_text(json_path, text)
     return pt_path
 
 

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.imagenet.common import check_data, data_report, percent, topk_correct
 from harmony_bench.tasks.imagenet.features import Variant, split_features, variant_features
 
@@ -88,7 +88,7 @@ def preflight(context: TaskContext) -> None:
 def run(context: TaskContext) -> TaskOutcome:
     """k-NN top-1/top-5 for every ``k`` of the protocol; ``top1``/``top5`` at ``report_k``."""
     from harmony_bench.data.imagenet import dataset_identity
-    from harmony_bench.tasks.imagenet.common import select_device
+    from harmony_bench.runtime import select_device
 
     config, settings = context.config, context.config["knn"]
     root = check_data(context, ["train", "val"])
@@ -139,4 +139,4 @@ def run(context: TaskContext) -> TaskOutcome:
     return TaskOutcome(metrics=metrics, dataset=dataset_identity(root), artifacts=artifacts)
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

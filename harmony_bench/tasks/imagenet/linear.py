@@ -43,16 +43,18 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.run_identity import run_identity
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
+from harmony_bench.runtime import check_amp, precision_label
 from harmony_bench.tasks.imagenet import linear_data, linear_heads
-from harmony_bench.tasks.imagenet.common import AMP_DTYPES, check_data, data_report, write_json_artifact
+from harmony_bench.tasks.imagenet.common import check_data, data_report, write_json_artifact
 from harmony_bench.tasks.imagenet.features import STORAGE_DTYPES, Variant
 
 if TYPE_CHECKING:
     import torch
 
     from harmony_bench.models.backbone import Backbone
-    from harmony_bench.tasks.imagenet.finetune import Dist
+    from harmony_bench.runtime import ProcessGroup
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +77,7 @@ def check_config(config: dict[str, Any]) -> list[Variant]:
     variants = [Variant.parse(name) for name in config["features"]["variants"]]
     if not variants:
         raise ValueError("features.variants must name at least one variant")
-    if config["features"]["amp"] not in AMP_DTYPES:
-        raise ValueError(f"features.amp must be one of {AMP_DTYPES}, got {config['features']['amp']!r}")
+    check_amp(config["features"]["amp"], "features.amp")
     if config["features"]["storage"] not in STORAGE_DTYPES:
         raise ValueError(f"features.storage must be one of {sorted(STORAGE_DTYPES)}")
     head, train = config["head"], config["train"]
@@ -119,36 +120,25 @@ def check_config(config: dict[str, Any]) -> list[Variant]:
 
 def preflight(context: TaskContext) -> None:
     """Before any record: the dataset, the config values, the process count, an existing checkpoint."""
-    from harmony_bench.tasks.imagenet.common import select_device
-    from harmony_bench.tasks.imagenet.finetune import world_size_from_env
+    from harmony_bench.runtime import select_device, world_size
 
     root = check_data(context, ["train", "val"])
     check_config(context.config)
-    world = world_size_from_env()
+    world = world_size()
     if world > 1 and context.config["mode"] == "cached":
         raise ValueError("mode cached runs in one process; run it without torchrun (it trains in seconds)")
-    identity = _identity(context, root, world, select_device(context.config.get("device")).type)
+    identity = run_identity(context, root, world, select_device(context.config.get("device")).type)
     _resumable(context, identity)
 
 
 # --------------------------------------------------------------------------- checkpoints
 
 
-def _identity(context: TaskContext, root: Path, world: int, device_type: str) -> dict[str, Any]:
-    from harmony_bench.tasks.imagenet.finetune_state import run_identity
-
-    return run_identity(context, root, world, device_type)
-
-
 def _resumable(context: TaskContext, identity: dict[str, Any]) -> Path | None:
     """The checkpoint to resume from, None to start fresh, or refuse one of another identity."""
     import json
 
-    from harmony_bench.tasks.imagenet.finetune_state import (
-        CheckpointMismatchError,
-        describe_difference,
-        identity_hash,
-    )
+    from harmony_bench.run_identity import refuse_other_identity
 
     pt_path, json_path = context.work_dir / CHECKPOINT_NAME, context.work_dir / SIDECAR_NAME
     if not pt_path.is_file():
@@ -159,13 +149,7 @@ def _resumable(context: TaskContext, identity: dict[str, Any]) -> Path | None:
         )
         return None
     stored = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else _load(pt_path)
-    if stored["identity_hash"] != identity_hash(identity):
-        raise CheckpointMismatchError(
-            f"the work dir {context.work_dir} holds a linear-probe checkpoint made under a different "
-            f"configuration: {describe_difference(stored['identity'], identity)}. Refusing to resume or to "
-            "overwrite it: pass another --work-dir (or --output), delete it, or start over with "
-            "--set checkpointing.resume=false"
-        )
+    refuse_other_identity(stored, identity, context.work_dir, "a linear-probe checkpoint")
     return pt_path
 
 
@@ -206,10 +190,12 @@ def _load_backbone(context: TaskContext, prep: dict[str, Any]) -> Backbone:
     return backbone.eval()
 
 
-def _split(context: TaskContext, root: Path, split: str, transform: Any, fresh: bool, proc: Dist) -> Any:
+def _split(
+    context: TaskContext, root: Path, split: str, transform: Any, fresh: bool, proc: ProcessGroup
+) -> Any:
     """A split whose corrupt-image events go to ``<work_dir>/corrupt-<split>.jsonl`` (kept on resume)."""
     from harmony_bench.data.imagenet import imagenet_split
-    from harmony_bench.tasks.imagenet.finetune import barrier
+    from harmony_bench.runtime import barrier
 
     log_path = context.work_dir / f"corrupt-{split}.jsonl"
     if fresh and proc.main:
@@ -257,7 +243,7 @@ def _augmented_batches(
     variants: list[Variant],
     steps: list[torch.Tensor],
     config: dict[str, Any],
-    proc: Dist,
+    proc: ProcessGroup,
     device: torch.device,
     generator: torch.Generator,
 ) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
@@ -266,7 +252,7 @@ def _augmented_batches(
     from torch.utils.data import DataLoader
 
     from harmony_bench.data.imagenet import skip_corrupt_collate
-    from harmony_bench.tasks.imagenet.common import autocast
+    from harmony_bench.runtime import autocast
     from harmony_bench.tasks.imagenet.features import batch_features, variant_features
 
     sampler = linear_data.StepMicroBatches(steps, proc.rank, proc.world, int(config["extract"]["batch_size"]))
@@ -308,12 +294,12 @@ def train_step(
     optimizer: torch.optim.Optimizer,
     features: dict[str, torch.Tensor],
     targets: torch.Tensor,
-    proc: Dist,
+    proc: ProcessGroup,
 ) -> None:
     """One update of every head on one global batch (this rank holds ``targets``' share of it)."""
     import torch
 
-    from harmony_bench.tasks.imagenet.finetune import all_reduce_sum
+    from harmony_bench.runtime import all_reduce_sum
 
     device = next(grid.parameters()).device
     count = torch.tensor([float(targets.numel())], dtype=torch.float64, device=device)
@@ -345,13 +331,13 @@ def _due(epoch: int, epochs: int, every: int) -> bool:
 
 def run(context: TaskContext) -> TaskOutcome:
     """Train the heads (augmented or cached features), evaluate them, report as the source does."""
-    from harmony_bench.tasks.imagenet.finetune import init_distributed, resolve_device
+    from harmony_bench.runtime import default_device_type, init_process_group, rank_device, select_device
 
     check_config(context.config)
     root = check_data(context, ["train", "val"])
-    proc = init_distributed()
+    proc = init_process_group(default_device_type())
     try:
-        return _run(context, root, proc, resolve_device(context.config, proc))
+        return _run(context, root, proc, rank_device(select_device(context.config.get("device")), proc))
     finally:
         if proc.owns_group:
             import torch.distributed as dist
@@ -359,19 +345,20 @@ def run(context: TaskContext) -> TaskOutcome:
             dist.destroy_process_group()
 
 
-def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> TaskOutcome:
+def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.device) -> TaskOutcome:
     import torch
 
     from harmony_bench.data.imagenet import dataset_identity
     from harmony_bench.models.preprocess import eval_transform
+    from harmony_bench.run_identity import identity_hash
+    from harmony_bench.runtime import barrier
     from harmony_bench.tasks.imagenet.features import FeatureSpec, variant_features
-    from harmony_bench.tasks.imagenet.finetune import barrier
     from harmony_bench.tasks.imagenet.finetune_recipe import preprocessing
-    from harmony_bench.tasks.imagenet.finetune_state import identity_hash, seed_epoch
+    from harmony_bench.tasks.imagenet.finetune_state import seed_epoch
 
     config, seed = context.config, context.options.seed
     variants = check_config(config)
-    identity = _identity(context, root, proc.world, device.type)
+    identity = run_identity(context, root, proc.world, device.type)
     resume_from = _resumable(context, identity)
     payload = _load(resume_from) if resume_from is not None else None
     fresh = payload is None
@@ -495,7 +482,7 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
             "feature_cache_key_val": keys["val"],
             "feature_cache_hits": ",".join(s for s in ("train", "val") if hits_cache.get(s)) or "none",
             "resumed_from_epoch": str(start),
-            "extraction_precision": _precision(features["amp"], device),
+            "extraction_precision": precision_label(device.type, features["amp"]),
             "checkpoint": str(context.work_dir / CHECKPOINT_NAME),
         }
     )
@@ -504,11 +491,4 @@ def _run(context: TaskContext, root: Path, proc: Dist, device: torch.device) -> 
     return TaskOutcome(metrics=metrics, dataset=dataset_identity(root), artifacts=artifacts)
 
 
-def _precision(amp: str, device: torch.device) -> str:
-    """What the extraction really ran in (fp16 autocast exists on CUDA only)."""
-    if amp == "none" or (amp == "fp16" and device.type != "cuda"):
-        return "fp32"
-    return f"{amp} autocast"
-
-
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -14,9 +14,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
+from harmony_bench.runtime import autocast, select_device
 from harmony_bench.tasks.imagenet.common import (
-    autocast,
     batches,
     check_data,
     data_report,
@@ -24,7 +24,6 @@ from harmony_bench.tasks.imagenet.common import (
     make_loader,
     open_split,
     percent,
-    select_device,
     topk_correct,
 )
 
@@ -172,4 +171,4 @@ def run(context: TaskContext) -> TaskOutcome:
     return TaskOutcome(metrics=metrics, dataset=dataset_identity(root), artifacts=artifacts)
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.results import metric
-from harmony_bench.runner import TaskContext, TaskOutcome
-from harmony_bench.tasks.imagenet.common import autocast, load_for_protocol, select_device
+from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
+from harmony_bench.runtime import autocast, select_device
+from harmony_bench.tasks.imagenet.common import load_for_protocol
 from harmony_bench.tasks.retrieval.data import CaptionSet, ImageFiles, read_captions
 
 if TYPE_CHECKING:
@@ -173,4 +174,4 @@ def run(context: TaskContext) -> TaskOutcome:
     return TaskOutcome(metrics=metrics, dataset=dataset)
 
 
-run.preflight = preflight  # type: ignore[attr-defined]
+RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -8,7 +8,7 @@ schema of the task's settings, so nothing else has to be written for a protocol 
   real value stays unchanged).  The error names the closest real key.  A key may be added on purpose
   by prefixing it with ``+`` (``--set +knn.extra=1``).  A mapping whose default is empty (``{}``) or a
   key whose default is ``null`` is free-form: anything may go below it (``cfg_options`` is checked
-  against the mmengine config instead, see ``harmony_bench.dense.mm_run``).
+  against the mmengine config instead, see ``harmony_bench.dense.engine``).
 - **Types.** A value must have the type of its default: a float default refuses ``"hot"``, an int
   default refuses ``1.5``, a list default refuses a scalar and checks its items like the default's.
   Numbers that YAML 1.1 reads as strings (``1e-4``) are read as numbers.  ``null`` is refused unless

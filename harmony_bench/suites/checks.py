@@ -7,7 +7,7 @@ a failure only with ``--require-all`` — a suite that has not run yet is not a
 failed reproduction.  Synthetic records are never compared with published
 numbers.
 
-Only the records that are a cell's result count (``run.record_matches``:
+Only the records that are a cell's result count (``plan.record_matches``:
 same card, checkpoint, task, preset, protocol version and resolved config),
 so a smoke run, another checkpoint or a run with other hyper-parameters lying
 in the same directory never stands in for the published setting.
@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from harmony_bench.suites.run import cell_identity, index_records, matching_records, step_outputs, suite_paths
+from harmony_bench.suites.plan import cell_identity, index_records, matching_records, step_outputs
 from harmony_bench.suites.spec import Cell, Expectation, Suite
+from harmony_bench.suites.state import suite_paths
 from harmony_bench.tables import version_key
 
 VERDICTS = ("ok", "outside", "missing", "synthetic")

@@ -9,25 +9,29 @@ identity sidecar so that a checkpoint of a different configuration is never cont
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from harmony_bench.atomic import atomic_write_text
+from harmony_bench.runtime import default_device_type, effective_amp, world_size
 
 IDENTITY_FILE = "harmony-run-identity.json"
 
 
 def launcher() -> str:
     """``pytorch`` under torchrun (``WORLD_SIZE`` > 1), else ``none``; Slurm jobs run torchrun per node."""
-    return "pytorch" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else "none"
+    return "pytorch" if world_size() > 1 else "none"
 
 
 def apply_amp(cfg: Any, amp: str) -> str:
-    """Switch the optim wrapper to mmengine's ``AmpOptimWrapper`` on CUDA; return the mode in effect."""
-    if amp not in {"bf16", "fp16", "none"}:
-        raise ValueError(f"amp must be bf16, fp16 or none, got {amp!r}")
-    if amp == "none" or not torch.cuda.is_available():
+    """Switch the optim wrapper to mmengine's ``AmpOptimWrapper`` on CUDA; return the mode in effect.
+
+    The training rule of :func:`harmony_bench.runtime.effective_amp`: autocast on CUDA only.
+    """
+    amp = effective_amp(default_device_type(), amp, training=True)
+    if amp == "none":
         return "none"
     cfg.optim_wrapper.type = "AmpOptimWrapper"
     cfg.optim_wrapper.dtype = "bfloat16" if amp == "bf16" else "float16"
@@ -121,7 +125,7 @@ def guard_resume(work_dir: Path, identity: dict[str, Any], resume: bool) -> bool
 
     Writes the identity sidecar for this run (after any refusal), so the next run can check it.
     """
-    from harmony_bench.tasks.imagenet.finetune_state import CheckpointMismatchError, describe_difference
+    from harmony_bench.run_identity import CheckpointMismatchError, describe_difference
 
     sidecar = work_dir / IDENTITY_FILE
     has_checkpoint = (work_dir / "last_checkpoint").is_file()
@@ -133,10 +137,7 @@ def guard_resume(work_dir: Path, identity: dict[str, Any], resume: bool) -> bool
                 f"{describe_difference(stored, identity)}. Pass another --work-dir, or start over with "
                 "--no-resume"
             )
-    work_dir.mkdir(parents=True, exist_ok=True)
-    tmp = sidecar.with_suffix(".tmp")
-    tmp.write_text(json.dumps(identity, indent=2, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, sidecar)
+    atomic_write_text(sidecar, json.dumps(identity, indent=2, sort_keys=True))
     return resume and has_checkpoint
 
 
