@@ -33,6 +33,7 @@ LAYERS: list[set[str]] = [
         "provenance",
         "sources",
         "protocol_schema",
+        "grid",
     },  # fmt: skip
     {"store", "results", "cards", "protocols"},  # data files: records, backbone cards, task protocols
     {"data", "tables", "listing"},  # dataset readers, synthetic data; tables of records; listings
