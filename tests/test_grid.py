@@ -1,4 +1,4 @@
-"""The one table model: best is shown one way per format, for `harmony-bench table` and the leaderboard alike."""
+"""The one table model: best is shown one way per format, for `table` and the leaderboard alike."""
 
 import pytest
 
