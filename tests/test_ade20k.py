@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from harmony_bench import events
 from harmony_bench.cards import get_card
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
@@ -153,9 +154,7 @@ def test_protocol_show_prints_the_resolved_config(capsys):
     assert "num_layers=2" in text and "total_batch_size=4" in text
 
 
-def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_path, monkeypatch):
-    from harmony_bench.tasks.ade20k import run as ade
-
+def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_path):
     assert smoke(ade_root, tmp_path / "whole") == 0
     (record,) = records(tmp_path / "whole")
     assert validate_record(record) == []
@@ -169,9 +168,8 @@ def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_p
         if iteration == 40:
             raise RuntimeError("simulated interruption")
 
-    monkeypatch.setattr(ade, "_after_train_iter", crash)
-    assert smoke(ade_root, tmp_path / "resumed") == 1  # failed record, checkpoint of iter 40 kept
-    monkeypatch.setattr(ade, "_after_train_iter", None)
+    with events.subscribed("train_iter", crash):
+        assert smoke(ade_root, tmp_path / "resumed") == 1  # failed record, checkpoint of iter 40 kept
     assert smoke(ade_root, tmp_path / "resumed") == 0
     done = [r for r in records(tmp_path / "resumed") if r["status"]["state"] == "completed"]
     assert [r["artifacts"]["resumed_from_iter"] for r in done] == ["40"]

@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
         "sources",
         "protocol_schema",
         "grid",
+        "events",
     },  # fmt: skip
     {"store", "results", "cards", "protocols"},  # data files: records, backbone cards, task protocols
     {"data", "tables", "listing"},  # dataset readers, synthetic data; tables of records; listings

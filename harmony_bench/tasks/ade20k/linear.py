@@ -16,9 +16,6 @@ from harmony_bench.dense import protocol
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.ade20k import run as segmentation
 
-# Test hook: called as (iteration, work_dir) after every training iteration (tests simulate crashes).
-_after_train_iter = None
-
 
 def preflight(context: TaskContext) -> None:
     """The ``ade20k`` checks (dataset, annotations, size, config), with this task's config."""
@@ -70,7 +67,7 @@ sheet_variants = segmentation.sheet_variants  # one variant per size that has a 
 
 def run(context: TaskContext) -> TaskOutcome:
     """Train the linear head over the frozen backbone; return mIoU, mAcc, aAcc and per-class IoU."""
-    return segmentation.train_segmentor(context, build_config, _after_train_iter)
+    return segmentation.train_segmentor(context, build_config)
 
 
 RUNNER = TaskRunner(run=run, preflight=preflight)
