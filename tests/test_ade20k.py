@@ -38,7 +38,7 @@ def smoke(root: Path, output: Path, *extra: str) -> int:
 
 
 def paper_config(size: str, card: str, preset: str = "paper"):
-    from harmony_bench.tasks.ade20k.run import build_config
+    from harmony_bench.tasks.ade20k.upernet import build_config
 
     spec = get_task("ade20k")
     context = TaskContext(
