@@ -13,7 +13,7 @@ from typing import Any
 import pandas as pd
 
 from harmony_bench.leaderboard.board import FIGURE_DIR, Board, column_tag
-from harmony_bench.leaderboard.comparison import Reproduction, SourceTable
+from harmony_bench.leaderboard.comparison import Reproduction, SourceTable, published_text
 from harmony_bench.tables import format_cell, natural_key
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|])")
@@ -95,7 +95,7 @@ def source_table(table: SourceTable) -> list[str]:
     ]
     for row in table.rows:
         values = [
-            f"{row.cells[c].value:.1f}{_sup(row.cells[c].note)}" if c in row.cells else "—"
+            f"{published_text(row.cells[c].value)}{_sup(row.cells[c].note)}" if c in row.cells else "—"
             for c in table.columns
         ]
         lines.append(
@@ -121,7 +121,7 @@ def reproduction_table(board: Board, rows: list[Reproduction]) -> list[str]:
         source = f"[{number}]" if number else md(r.source)
         delta = f"{r.delta:+.2f}" if r.delta is not None else "—"
         lines.append(
-            f"| {md(r.suite)} | {md(r.card)} | {md(r.task)} | {md(r.metric)} | {r.published:.1f} "
+            f"| {md(r.suite)} | {md(r.card)} | {md(r.task)} | {md(r.metric)} | {published_text(r.published)} "
             f"| {r.measured_text} | {delta} | {r.tolerance_text} "
             f"| {VERDICT_TEXT.get(r.verdict, r.verdict)} | {source} |"
         )
