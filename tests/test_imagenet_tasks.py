@@ -156,6 +156,11 @@ def test_corrupt_images_are_counted_and_listed(root, tmp_path):
     again = run_cli("imagenet-linear", damaged, tmp_path / "records")
     assert again["artifacts"]["feature_cache_hits"] == "val"
     assert value(again, "data.train_corrupt_images") == 1
+    # cached mode, started over: the second run takes train features from the cache, never reading the images
+    run_cli("imagenet-linear", damaged, tmp_path / "cached", "--set", "mode=cached")
+    cached = run_cli("imagenet-linear", damaged, tmp_path / "cached", "--set", "mode=cached", "--no-resume")
+    assert cached["artifacts"]["feature_cache_hits"] == "train,val"
+    assert value(cached, "data.train_corrupt_images") == 1 and value(cached, "data.train_images") == 79
 
 
 @pytest.mark.parametrize("task", ["imagenet-linear", "imagenet-knn", "imagenet-zeroshot"])

@@ -385,6 +385,7 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
             context, backbone, train_set, spec, evaluation, "train"
         )
         n_train, train_classes = int(train_store["count"]), list(train_set.classes)
+        train_corrupt = [tuple(e) for e in train_store["corrupt"]]  # a cache hit never reads the images
         train_store = {k: v.to(device) for k, v in train_store.items() if k in ("cls", "avgpool", "labels")}
     if train_classes != list(val_set.classes):
         raise ValueError(
@@ -460,7 +461,7 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
         corrupt["train"] = list(train_set.corrupt)
         counts = {"train": n_train - len(corrupt["train"]), "val": int(val["count"])}
     else:
-        corrupt["train"] = [tuple(e) for e in train_set.corrupt]
+        corrupt["train"] = train_corrupt
         counts = {"train": n_train, "val": int(val["count"])}
     report_context = (
         context if proc.main else replace(context, work_dir=context.work_dir / f"rank{proc.rank}")
