@@ -206,3 +206,18 @@ def test_linear_under_torchrun_writes_one_record_over_the_whole_split(root, tmp_
     assert record["status"]["state"] == "completed"
     assert value(record, "data.train_images") == 80 and value(record, "data.val_images") == 20
     assert len(record["metrics"]["history"]) == 3
+
+
+def test_linear_resume_checks_the_checkpoint_itself_not_only_its_sidecar(root, tmp_path, capsys):
+    """A crash between the two writes can leave run A's heads beside run B's sidecar: B must not resume them."""
+    import shutil
+
+    run_cli("imagenet-linear", root, tmp_path / "a", "--set", "train.epochs=1")
+    run_cli("imagenet-linear", root, tmp_path / "b", "--set", "train.epochs=2")
+    (work_a,) = (tmp_path / "a" / "work").iterdir()
+    (work_b,) = (tmp_path / "b" / "work").iterdir()
+    shutil.copy(work_b / "linear-checkpoint.json", work_a / "linear-checkpoint.json")
+    argv = ["run", "--backbone", "vit-tiny-random", "--task", "imagenet-linear", "--preset", "smoke"]
+    argv += ["--data-root", str(root), "--output", str(tmp_path / "a"), "--set", "train.epochs=2"]
+    assert main(argv) == 2
+    assert "holds a linear-probe checkpoint made under a different configuration" in capsys.readouterr().err
