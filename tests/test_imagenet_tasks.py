@@ -209,7 +209,7 @@ def test_linear_under_torchrun_writes_one_record_over_the_whole_split(root, tmp_
 
 
 def test_linear_resume_checks_the_checkpoint_itself_not_only_its_sidecar(root, tmp_path, capsys):
-    """A crash between the two writes can leave run A's heads beside run B's sidecar: B must not resume them."""
+    """A crash between the two writes can leave run A's heads beside run B's sidecar: B must not resume."""
     import shutil
 
     run_cli("imagenet-linear", root, tmp_path / "a", "--set", "train.epochs=1")

@@ -151,7 +151,7 @@ def _resumable(context: TaskContext, identity: dict[str, Any]) -> Path | None:
     if json_path.is_file():  # the readable account of the run, with the differing keys
         stored = json.loads(json_path.read_text(encoding="utf-8"))
         refuse_other_identity(stored, identity, context.work_dir, "a linear-probe checkpoint")
-    # the .pt is authoritative: a crash between the two writes can leave another run's heads beside the sidecar
+    # the .pt is authoritative: a crash between two writes can leave another run's heads beside the sidecar
     refuse_other_identity(_load(pt_path), identity, context.work_dir, "a linear-probe checkpoint")
     return pt_path
 
