@@ -6,6 +6,9 @@ converter maps its keys onto timm, which weights inside it (teacher, student,
 EMA), the preprocessing the checkpoint was trained with, the text tower for
 zero-shot, license and paper.  Nothing is guessed from checkpoint key names:
 the card names the converter.
+
+Published numbers are not card data: they live once, with their sources, in
+``results/reported/published.csv`` (read by the suites and the leaderboard).
 """
 
 from __future__ import annotations
@@ -23,7 +26,12 @@ from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 log = logging.getLogger(__name__)
 
 REQUIRED_KEYS = {"name", "family", "description", "architecture", "checkpoint", "preprocessing", "license"}
-OPTIONAL_KEYS = {"text_tower", "paper", "published", "notes", "tags"}
+OPTIONAL_KEYS = {"text_tower", "paper", "notes", "tags"}
+# Keys cards once had, with where their content lives now (a clearer error than "unknown key").
+MOVED_KEYS = {
+    "published": "published numbers live in results/reported/published.csv (one row per number, with its "
+    "source), which the suites and the leaderboard read; add a row there and remove the block from the card",
+}
 CHECKPOINT_KEYS = {"source", "format", "converter", "weights", "sha256"}
 # options: keyword arguments for the converter; allow_missing: fnmatch patterns of model keys the
 # checkpoint does not hold; text_*: a separate text-tower file (Harmony-repo main_text_checkpoint.pth);
@@ -64,7 +72,6 @@ class BackboneCard:
     license: str
     text_tower: dict[str, Any] | None = None
     paper: str | None = None
-    published: dict[str, Any] = field(default_factory=dict)
     notes: str | None = None
     tags: list[str] = field(default_factory=list)
     path: str | None = None
@@ -97,6 +104,9 @@ def card_from_file(path: Path, *, name_is_stem: bool = True) -> BackboneCard:
     by its path (``--backbone path/to/card.yaml``) may be named otherwise (``name_is_stem=False``).
     """
     data = load_mapping(path)
+    for key, where in MOVED_KEYS.items():
+        if key in data:
+            raise DataFileError(f"{path}: `{key}:` is not a card key: {where}")
     check_keys(path, data, REQUIRED_KEYS, OPTIONAL_KEYS)
     if name_is_stem and data["name"] != path.stem:
         raise DataFileError(f"{path}: card name {data['name']!r} must equal the file name {path.stem!r}")

@@ -98,3 +98,21 @@ def check_checkpoint(card: BackboneCard, checkpoint: str | None, trust: bool = F
             f"--checkpoint {checkpoint} is not a TorchScript archive, but card {card.name!r} reads "
             "TorchScript; use the card of the file's format (`harmony-bench backbones inspect FILE`)"
         )
+
+
+def check_text_tower_file(card: BackboneCard, checkpoint: str | None, task: str) -> None:
+    """Refuse ``--checkpoint`` on a card whose text tower lives in a second file that ``run`` cannot take.
+
+    Such a card (``harmony-vit-b16-cc3m``: the repo's ``main_vit_checkpoint.pth`` plus
+    ``main_text_checkpoint.pth``) builds no text tower from one file, so a text task would fail only after
+    the model has loaded.
+    """
+    spec = card.checkpoint
+    if spec.get("text_converter") and not spec.get("text_source") and checkpoint:
+        raise ValueError(
+            f"{task} needs {card.name}'s text tower, which this card reads from a second file (the Harmony "
+            "repo's main_text_checkpoint.pth) that `run` does not take; use a card whose one file holds both "
+            "towers: the '-full' card with the repo's checkpoint.pth, or a `harmony-bench pretrain` export "
+            "(`harmony-bench backbones convert CARD --checkpoint main_vit_checkpoint.pth --text-checkpoint "
+            "main_text_checkpoint.pth --out both.safetensors` writes one for a '-export' card)"
+        )

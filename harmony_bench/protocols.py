@@ -19,7 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.paths import task_dirs
-from harmony_bench.protocol_schema import check_config, merge_overrides, parse_constraints, preset_key_errors
+from harmony_bench.protocol_schema import (
+    check_config,
+    deep_merge_plain,
+    merge_overrides,
+    parse_constraints,
+    preset_key_errors,
+)
 from harmony_bench.registry import Registry, UnknownNameError, import_object, suggest
 from harmony_bench.yaml_io import DataFileError, check_keys, load_mapping
 
@@ -118,15 +124,9 @@ class TaskSpec:
         return asdict(self)
 
 
-def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    """Return ``base`` updated by ``override``, merging nested mappings instead of replacing them."""
-    merged = dict(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = deep_merge(merged[key], value)
-        else:
-            merged[key] = copy.deepcopy(value)
-    return merged
+# Nested mappings merged, no key checks: the CLI builds its override mappings with this before they are
+# checked against the protocol (one merge rule, in protocol_schema).
+deep_merge = deep_merge_plain
 
 
 def task_from_file(path: Path) -> TaskSpec:

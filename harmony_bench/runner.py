@@ -158,7 +158,8 @@ def smoke_data(spec: TaskSpec, options: RunOptions) -> tuple[RunOptions, str | N
     """
     kind = spec.dataset.get("synth_kind")
     preset = options.preset or spec.default_preset
-    if options.data_root is not None or preset != "smoke" or not kind:
+    smoke = preset == "smoke" or str(preset).startswith("smoke-")  # smoke-swin: a family's smoke preset
+    if options.data_root is not None or not smoke or not kind:
         return options, None
     from harmony_bench.data.synth.cache import synthetic_data_root
 
@@ -171,8 +172,16 @@ def smoke_data(spec: TaskSpec, options: RunOptions) -> tuple[RunOptions, str | N
     return dataclasses.replace(options, data_root=root), note
 
 
-def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Path:
+def run(
+    backbone: str | ResolvedBackbone,
+    task: str,
+    options: RunOptions,
+    announce: Callable[[str], None] | None = None,
+) -> Path:
     """Run ``task`` on ``backbone`` (any ``--backbone`` name, or a resolved one) and return the record's path.
+
+    ``announce`` receives what the user should know before the work starts (the synthetic dataset a smoke
+    run without ``--data-root`` reads); the log by default, stderr from the CLI.
 
     Raises:
         RunFailed: the task raised; the failed record is written first.
@@ -193,7 +202,7 @@ def run(backbone: str | ResolvedBackbone, task: str, options: RunOptions) -> Pat
     check_checkpoint(card, options.checkpoint, options.trust_checkpoint)
     options, note = smoke_data(spec, options)  # after every check: writes the synthetic dataset once
     if note:
-        log.info("%s", note)
+        (announce or (lambda text: log.info("%s", text)))(note)
     if preset != (options.preset or spec.default_preset):
         options = dataclasses.replace(options, preset=preset)  # the task sees the preset that runs
     context = TaskContext(card=card, task=spec, config=config, options=options, work_dir=work_dir)

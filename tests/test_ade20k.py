@@ -51,6 +51,26 @@ def paper_config(size: str, card: str, preset: str = "paper"):
     return build_config(context)
 
 
+@pytest.mark.parametrize(
+    "cfg_options",
+    [{"train_dataloader.batch_size": 8}, {"train_dataloader": {"batch_size": 8}}],
+    ids=["dotted", "nested"],
+)
+def test_a_batch_size_the_user_sets_is_the_batch_that_trains(cfg_options):
+    """total_batch_size fills the per-process batch only when the user set none (in either spelling)."""
+    from harmony_bench.tasks.ade20k.upernet import build_config
+
+    spec = get_task("ade20k")
+    context = TaskContext(
+        card=get_card("ibot-vit-s16-in1k"),
+        task=spec,
+        config=spec.resolve_config("paper", {"size": "s", "cfg_options": cfg_options}),
+        options=RunOptions(preset="paper"),
+        work_dir=Path("work"),
+    )
+    assert build_config(context).train_dataloader.batch_size == 8
+
+
 def test_paper_protocol_numbers_vit_s_b_and_l(monkeypatch):
     s, b = paper_config("s", "ibot-vit-s16-in1k"), paper_config("b", "ibot-vit-b16-in1k")
     for cfg, width in ((s, 384), (b, 768)):

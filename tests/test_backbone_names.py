@@ -399,6 +399,14 @@ def test_harmony_main_vit_alone_serves_image_tasks(tmp_path):
 # --------------------------------------------------------------------------- smoke runs without --data-root
 
 
+def test_a_smoke_run_refused_by_its_checks_writes_no_synthetic_dataset(capsys, toy_task, tmp_path):
+    (tmp_path / "a-file").write_text("not a directory")
+    argv = ["run", "--backbone", "vit-tiny-random", "--task", toy_task, "--preset", "smoke"]
+    assert main([*argv, "--output", str(tmp_path / "a-file" / "records")]) == 2
+    assert "cannot be created" in capsys.readouterr().err
+    assert not (Path(os.environ["HARMONY_BENCH_HOME"]) / "synth").exists()
+
+
 def test_smoke_preset_without_data_root_writes_the_synthetic_dataset_once(capsys, toy_task):
     assert main(["run", "--backbone", "vit-tiny-random", "--task", toy_task, "--preset", "smoke"]) == 0
     captured = capsys.readouterr()

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from harmony_bench.cards import card_from_file, get_card, list_cards, load_cards
@@ -25,6 +27,23 @@ def test_card_typo_is_an_error(tmp_path):
         DataFileError, match="missing keys \\['preprocessing'\\].*unknown keys \\['preprocesing'\\]"
     ):
         card_from_file(bad)
+
+
+def test_card_with_a_published_block_is_an_error(tmp_path):
+    """Published numbers have one home, results/reported/published.csv: a card may not carry its own copy."""
+    source = (REPO_ROOT / "backbones" / "vit-tiny-random.yaml").read_text()
+    bad = tmp_path / "vit-tiny-random.yaml"
+    bad.write_text(source + "published:\n  imagenet_linear_top1: 12.3\n  source: somewhere\n")
+    with pytest.raises(DataFileError, match="`published:` is not a card key.*results/reported/published.csv"):
+        card_from_file(bad)
+    broken = {}  # in a user card directory the card is skipped, its error kept for when it is asked for
+    assert "vit-tiny-random" not in load_cards([tmp_path], broken)
+    assert "results/reported/published.csv" in str(broken["vit-tiny-random"])
+
+
+def test_no_shipped_card_has_a_published_block():
+    for path in sorted((REPO_ROOT / "backbones").glob("*.yaml")):
+        assert not re.search(r"^published:", path.read_text(), re.MULTILINE), path.name
 
 
 def test_card_name_must_match_file(tmp_path):

@@ -123,6 +123,10 @@ def test_corrupt_images_are_counted_and_skipped(root, tmp_path):
     assert data["train_corrupt_images"]["value"] == 1 and data["train_images"]["value"] == 159
     assert data["val_corrupt_images"]["value"] == 1 and data["val_images"]["value"] == 39
     assert Path(record["artifacts"]["corrupt_images"]).read_text().count("\n") == 2
+    # a rerun resumes the finished run (nothing trains, nothing is read) and still reports what its epochs saw
+    assert cli_run(damaged, output, "--set", "schedule.epochs=2") == 0
+    (again,) = [r for r in records(output) if r["record_id"] != record["record_id"]]
+    assert again["metrics"]["data"] == data
 
 
 def test_layer_decay_groups_and_schedule_follow_beit():

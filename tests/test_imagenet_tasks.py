@@ -156,6 +156,11 @@ def test_corrupt_images_are_counted_and_listed(root, tmp_path):
     again = run_cli("imagenet-linear", damaged, tmp_path / "records")
     assert again["artifacts"]["feature_cache_hits"] == "val"
     assert value(again, "data.train_corrupt_images") == 1
+    # cached mode, started over: the second run takes train features from the cache, never reading the images
+    run_cli("imagenet-linear", damaged, tmp_path / "cached", "--set", "mode=cached")
+    cached = run_cli("imagenet-linear", damaged, tmp_path / "cached", "--set", "mode=cached", "--no-resume")
+    assert cached["artifacts"]["feature_cache_hits"] == "train,val"
+    assert value(cached, "data.train_corrupt_images") == 1 and value(cached, "data.train_images") == 79
 
 
 @pytest.mark.parametrize("task", ["imagenet-linear", "imagenet-knn", "imagenet-zeroshot"])
@@ -201,3 +206,18 @@ def test_linear_under_torchrun_writes_one_record_over_the_whole_split(root, tmp_
     assert record["status"]["state"] == "completed"
     assert value(record, "data.train_images") == 80 and value(record, "data.val_images") == 20
     assert len(record["metrics"]["history"]) == 3
+
+
+def test_linear_resume_checks_the_checkpoint_itself_not_only_its_sidecar(root, tmp_path, capsys):
+    """A crash between the two writes can leave run A's heads beside run B's sidecar: B must not resume."""
+    import shutil
+
+    run_cli("imagenet-linear", root, tmp_path / "a", "--set", "train.epochs=1")
+    run_cli("imagenet-linear", root, tmp_path / "b", "--set", "train.epochs=2")
+    (work_a,) = (tmp_path / "a" / "work").iterdir()
+    (work_b,) = (tmp_path / "b" / "work").iterdir()
+    shutil.copy(work_b / "linear-checkpoint.json", work_a / "linear-checkpoint.json")
+    argv = ["run", "--backbone", "vit-tiny-random", "--task", "imagenet-linear", "--preset", "smoke"]
+    argv += ["--data-root", str(root), "--output", str(tmp_path / "a"), "--set", "train.epochs=2"]
+    assert main(argv) == 2
+    assert "holds a linear-probe checkpoint made under a different configuration" in capsys.readouterr().err

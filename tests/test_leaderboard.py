@@ -136,6 +136,10 @@ def test_published_numbers_are_pivoted_per_source_table(tmp_path):
     ibot = md.split("### [2] iBOT")[1].split("### [3]")[0]
     assert "imagenet-knn top1<sup>a</sup>" in ibot and "<sup>a</sup> block masking" in ibot  # a shared note
     assert "| 51.5<sup>e</sup> |" in ibot and "<sup>e</sup> random masking; Cascade Mask R-CNN" in ibot
+    assert "| iBOT | ViT-L/16 | IN-1K | — | 78.0 | 81.0 | 84.8<sup>a</sup> |" in ibot  # README.md L184-L189
+    mae_eval = md.split("### [5] MAE")[1].split("### [6]")[0]  # printed as FINETUNE.md prints them
+    assert "| MAE (fine-tuned) | ViT-L/16 | IN-1K | — | 85.952 | 97.57 | 0.646 |" in mae_eval
+    assert "| released | mae-vit-l16-in1k-ft | imagenet-eval | top1 | 85.952 | — |" in md
     sources = md.split("## Sources")[1]
     assert "1. SLIP (arXiv 2112.12750): facebookresearch/SLIP README" in sources and "7. Heuristic" in sources
     assert (

@@ -275,6 +275,10 @@ def test_cli_refuses_before_running(coco_synth, tmp_path, capsys):
         == 2
     )
     assert "truncate = 'x' is not allowed: must be one of 'cut', 'eot'" in capsys.readouterr().err
+    vit_only = tmp_path / "main_vit_checkpoint.pth"
+    torch.save(reference_vit().state_dict(), vit_only)
+    assert main([*base, "--backbone", "harmony-vit-b16-cc3m", "--checkpoint", str(vit_only)]) == 2
+    assert "image-text retrieval needs harmony-vit-b16-cc3m's text tower" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # a run that never started writes no record
 
 

@@ -589,3 +589,27 @@ def test_slurm_job_killed_without_a_result_runs_again(slow_suite, monkeypatch, t
     assert main([*argv, "--no-leaderboard"]) == 0  # only the killed job's cell runs again, locally
     assert _calls(s) == ["vit-tiny-random seed1"]
     assert "2 cells still running elsewhere" in capsys.readouterr().out  # the live jobs are left alone
+
+
+def test_a_cell_is_identified_by_the_preset_its_backbone_family_runs(tmp_path):
+    """A Swin cell asking for `smoke` runs and records `smoke-swin`: its identity says so (and its config)."""
+    from harmony_bench.suites.plan import cell_identity
+
+    path = tmp_path / "swin.yaml"
+    path.write_text(
+        textwrap.dedent("""
+        name: swin
+        description: d
+        backbones: {swin-b-p4w7-in1k: , vit-tiny-random: }
+        tasks: [{name: imagenet-finetune, preset: smoke}]
+        """)
+    )
+    suite = load_suite(path)
+    by_card = {cell.backbone.card: cell_identity(cell, suite, {}) for cell in suite.cells}
+    task = get_task("imagenet-finetune")
+    swin, vit = by_card["swin-b-p4w7-in1k"], by_card["vit-tiny-random"]
+    assert (swin.preset, vit.preset) == ("smoke-swin", "smoke")
+    assert swin.config_hash != vit.config_hash
+    from harmony_bench.results import config_hash
+
+    assert swin.config_hash == config_hash(task.resolve_config("smoke-swin"))

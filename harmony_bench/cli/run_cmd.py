@@ -112,7 +112,7 @@ def run_overrides(args: argparse.Namespace) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     """Run and print where the record went (and, first, what the backbone name and data became)."""
     from harmony_bench.protocols import get_task
-    from harmony_bench.runner import RunOptions, resolve, smoke_data
+    from harmony_bench.runner import RunOptions, resolve
     from harmony_bench.runner import run as run_task
 
     if args.checkpoint and not Path(args.checkpoint).expanduser().is_file():
@@ -127,11 +127,10 @@ def run(args: argparse.Namespace) -> int:
         work_dir=args.work_dir,
         overrides=run_overrides(args),
     )
-    spec = get_task(args.task)
+    get_task(args.task)  # an unknown task is a usage error before the backbone is resolved
     resolved, options = resolve(args.backbone, options)
-    options, data_note = smoke_data(spec, options)
-    for note in [*resolved.notes, *([data_note] if data_note else [])]:
+    for note in resolved.notes:
         print(note, file=sys.stderr)
-    path = run_task(resolved, args.task, options)
+    path = run_task(resolved, args.task, options, announce=lambda note: print(note, file=sys.stderr))
     print(f"result record: {path}")
     return 0

@@ -122,15 +122,26 @@ def _plain(value: Any) -> Any:
 
 
 def guard_resume(work_dir: Path, identity: dict[str, Any], resume: bool) -> bool:
-    """Whether to resume; refuse to continue a checkpoint written under another run identity.
+    """Whether to resume; refuse to continue a checkpoint written under another (or an unknown) run identity.
 
-    Writes the identity sidecar for this run (after any refusal), so the next run can check it.
+    Writes the identity sidecar for this run (after any refusal), so the next run can check it.  A run that
+    does not resume first drops mmengine's ``last_checkpoint`` pointer: otherwise, if it stopped before its
+    first save, the next (resuming) run would find this run's identity beside the old run's checkpoint and
+    continue the wrong training.
     """
     from harmony_bench.run_identity import CheckpointMismatchError, describe_difference
 
     sidecar = work_dir / IDENTITY_FILE
-    has_checkpoint = (work_dir / "last_checkpoint").is_file()
-    if resume and has_checkpoint and sidecar.is_file():
+    pointer = work_dir / "last_checkpoint"
+    has_checkpoint = pointer.is_file()
+    if resume and has_checkpoint and not sidecar.is_file():
+        raise CheckpointMismatchError(
+            f"the work dir {work_dir} holds checkpoints without {IDENTITY_FILE}, so nothing says which "
+            "configuration wrote them. Pass another --work-dir, or start over with --no-resume"
+        )
+    if not resume and has_checkpoint:
+        pointer.unlink()
+    if resume and has_checkpoint:
         stored = json.loads(sidecar.read_text(encoding="utf-8"))
         if stored != json.loads(json.dumps(identity)):
             raise CheckpointMismatchError(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harmony_bench.runtime import default_device_type, world_size
+from harmony_bench.sources import MISSING, lookup
 
 if TYPE_CHECKING:
     from harmony_bench.runner import TaskContext
@@ -111,7 +112,8 @@ def finish(cfg: Any, context: TaskContext) -> None:
     apply_amp(cfg, context.config["amp"])
     options = context.config.get("cfg_options") or {}
     apply_cfg_options(cfg, options)
-    if "total_batch_size" in cfg and "train_dataloader.batch_size" not in options:
+    # the user's batch wins, given dotted (``train_dataloader.batch_size=8``) or nested (a suite's ``set:``)
+    if "total_batch_size" in cfg and lookup(options, "train_dataloader.batch_size") is MISSING:
         cfg.train_dataloader.batch_size = per_process_batch(int(cfg.total_batch_size))
 
 

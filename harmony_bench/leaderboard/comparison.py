@@ -115,6 +115,14 @@ class SourceTable:
         return f"{self.paper}: {self.source}"
 
 
+def published_text(value: float) -> str:
+    """A published number as its source prints it, never rounded away.
+
+    One decimal (``50.0``), or more when the source gives more (MAE's reference ``83.664``, a loss ``0.731``).
+    """
+    return f"{value:.1f}" if round(value, 1) == value else f"{value:g}"
+
+
 def column_label(task: str, metric: str) -> str:
     """``imagenet-linear top1``."""
     return f"{task} {metric}"

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from harmony_bench.grid import natural_key
+from harmony_bench.leaderboard.comparison import published_text
 
 SVG_METADATA = {"Date": None}
 PNG_METADATA = {"Software": None}
@@ -92,7 +93,8 @@ def reproduction_chart(reproductions: list[Any]) -> dict[str, bytes]:
         ax.fill_betweenx([i - 0.35, i + 0.35], -band, band, color="#c6f6d5", lw=0)
         color = "#2f855a" if r.verdict == "ok" else "#c53030"
         ax.errorbar(r.delta, i, xerr=0.0 if r.std is None else r.std, fmt="o", color=color, capsize=3)
-        ax.text(r.delta, i + 0.38, f"{r.mean:.2f} vs {r.published:.1f}", ha="center", va="bottom", fontsize=7)
+        text = f"{r.mean:.2f} vs {published_text(r.published)}"
+        ax.text(r.delta, i + 0.38, text, ha="center", va="bottom", fontsize=7)
     ax.axvline(0.0, color="black", lw=0.8)
     ax.set_yticks(range(len(rows)), labels)
     ax.set_ylim(-0.7, len(rows) - 0.2)

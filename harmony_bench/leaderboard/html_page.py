@@ -15,7 +15,7 @@ import pandas as pd
 
 from harmony_bench.grid import to_html
 from harmony_bench.leaderboard.board import FIGURE_DIR, Board, measured_grid, published_rows
-from harmony_bench.leaderboard.comparison import Reproduction, SourceTable
+from harmony_bench.leaderboard.comparison import Reproduction, SourceTable, published_text
 from harmony_bench.leaderboard.markdown import VERDICT_TEXT
 
 STYLE = """
@@ -126,7 +126,7 @@ def published_table(reported: pd.DataFrame) -> str:
             r["epochs"] or "—",
         ]
         tds = "".join(f"<td>{_esc(c)}</td>" for c in cells)
-        tds += f'<td class="num" data-value="{float(r["value"])!r}">{float(r["value"]):.1f}</td>'
+        tds += f'<td class="num" data-value="{float(r["value"])!r}">{published_text(float(r["value"]))}</td>'
         tds += f"<td>{_esc(r['paper'])}: {_esc(r['source'])}</td><td>{_esc(r['notes'] or '')}</td>"
         body.append(f"<tr>{tds}</tr>")
     return (
@@ -147,8 +147,8 @@ def _reproduction_cell(r: Reproduction | None) -> str:
     mark = "✓" if r.verdict == "ok" else "✗"
     css = "num" if r.verdict == "ok" else "num outside"
     return (
-        f'<td class="{css}" title="{_esc(r.measured_text)}; published {r.published:.1f}; tolerance '
-        f'{_esc(r.tolerance_text)}">{r.mean:.2f}<br><small>Δ {r.delta:+.2f} '
+        f'<td class="{css}" title="{_esc(r.measured_text)}; published {published_text(r.published)}; '
+        f'tolerance {_esc(r.tolerance_text)}">{r.mean:.2f}<br><small>Δ {r.delta:+.2f} '
         f"({_esc(r.tolerance_text)}) {mark}</small></td>"
     )
 
@@ -163,7 +163,7 @@ def source_table(table: SourceTable) -> str:
     body = []
     for row in table.rows:
         cells = "".join(
-            f'<td class="num">{row.cells[c].value:.1f}{_sup(row.cells[c].note)}</td>'
+            f'<td class="num">{published_text(row.cells[c].value)}{_sup(row.cells[c].note)}</td>'
             if c in row.cells
             else '<td class="num">—</td>'
             for c in table.columns
@@ -219,7 +219,8 @@ def reproduction_table(board: Board, rows: list[Reproduction], table_id: str) ->
         body.append(
             f'<tr><td class="wide">{_esc(r.suite)}</td><td class="card">{_esc(r.card)}</td>'
             f"<td>{_esc(r.task)}</td>"
-            f'<td>{_esc(r.metric)}</td><td class="num">{r.published:.1f}</td><td>{_esc(r.measured_text)}</td>'
+            f'<td>{_esc(r.metric)}</td><td class="num">{published_text(r.published)}</td>'
+            f"<td>{_esc(r.measured_text)}</td>"
             f'<td class="num">{delta}</td><td>{_esc(r.tolerance_text)}</td>'
             f'<td class="{css}">{_esc(VERDICT_TEXT.get(r.verdict, r.verdict))}</td><td>{source}</td></tr>'
         )

@@ -159,6 +159,21 @@ def card_name(card: str) -> str:
     return str(load_mapping(path).get("name", path.stem)) if path.is_file() else path.stem
 
 
+def card_family(card: str, name: str) -> str | None:
+    """A cell's backbone family (``swin`` picks a task's ``family_presets``); None when unknown."""
+    path = Path(card)
+    if card.endswith((".yaml", ".yml")):
+        from harmony_bench.yaml_io import load_mapping
+
+        return load_mapping(path).get("family") if path.is_file() else None
+    from harmony_bench.cards import get_card
+
+    try:
+        return get_card(name).family
+    except Exception:  # not a registered card (a hub name): the run resolves and records it
+        return None
+
+
 @dataclass(frozen=True)
 class CellIdentity:
     """What a record must match to be a cell's result.
@@ -185,12 +200,15 @@ def cell_identity(cell: Cell, suite: Suite, values: dict[str, str]) -> CellIdent
     from harmony_bench.results import config_hash
 
     task = get_task(cell.task.name)
-    config = task.resolve_config(cell.task.preset, cell.task.overrides)
+    written = substitute(cell.backbone.card, values)
+    name = card_name(written)
+    preset = task.preset_for(cell.task.preset, card_family(written, name))  # as the run records it
+    config = task.resolve_config(preset, cell.task.overrides)
     checkpoint = substitute(cell.backbone.checkpoint, values) if cell.backbone.checkpoint else None
     return CellIdentity(
-        backbone=card_name(substitute(cell.backbone.card, values)),
+        backbone=name,
         task=task.name,
-        preset=cell.task.preset or task.default_preset,
+        preset=preset,
         protocol_version=str(task.protocol_version),
         config_hash=config_hash(config),
         seed=int(cell.seed),

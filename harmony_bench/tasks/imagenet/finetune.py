@@ -300,7 +300,13 @@ def _even(batch: Any) -> Any:
 
 
 def _loaders(
-    context: TaskContext, root: Path, prep: dict[str, Any], proc: ProcessGroup, micro: int, device: Any
+    context: TaskContext,
+    root: Path,
+    prep: dict[str, Any],
+    proc: ProcessGroup,
+    micro: int,
+    device: Any,
+    fresh: bool,
 ) -> Any:
     import torch
     from torch.utils.data import DataLoader, DistributedSampler, Subset
@@ -311,7 +317,7 @@ def _loaders(
     logs = {split: context.work_dir / f"corrupt-{split}.jsonl" for split in ("train", "val")}
     if proc.main:
         context.work_dir.mkdir(parents=True, exist_ok=True)
-        for path in logs.values():
+        for path in logs.values() if fresh else ():  # a resumed run keeps the events its epochs saw
             path.unlink(missing_ok=True)  # events of this run only
     barrier(proc)
     train = imagenet_split(
@@ -377,7 +383,7 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
     micro, accum = batch_plan(config, proc.world)
     prep = recipe.preprocessing(context)
     train, val, sampler, generator, train_loader, val_loader = _loaders(
-        context, root, prep, proc, micro, device
+        context, root, prep, proc, micro, device, fresh=sidecar is None
     )
     updates_per_epoch = len(train_loader) // accum
     if updates_per_epoch < 1:

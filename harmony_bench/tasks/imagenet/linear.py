@@ -148,8 +148,11 @@ def _resumable(context: TaskContext, identity: dict[str, Any]) -> Path | None:
             "checkpointing.resume is false: ignoring %s, it is replaced after the first epoch", pt_path
         )
         return None
-    stored = json.loads(json_path.read_text(encoding="utf-8")) if json_path.is_file() else _load(pt_path)
-    refuse_other_identity(stored, identity, context.work_dir, "a linear-probe checkpoint")
+    if json_path.is_file():  # the readable account of the run, with the differing keys
+        stored = json.loads(json_path.read_text(encoding="utf-8"))
+        refuse_other_identity(stored, identity, context.work_dir, "a linear-probe checkpoint")
+    # the .pt is authoritative: a crash between two writes can leave another run's heads beside the sidecar
+    refuse_other_identity(_load(pt_path), identity, context.work_dir, "a linear-probe checkpoint")
     return pt_path
 
 
@@ -385,6 +388,7 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
             context, backbone, train_set, spec, evaluation, "train"
         )
         n_train, train_classes = int(train_store["count"]), list(train_set.classes)
+        train_corrupt = [tuple(e) for e in train_store["corrupt"]]  # a cache hit never reads the images
         train_store = {k: v.to(device) for k, v in train_store.items() if k in ("cls", "avgpool", "labels")}
     if train_classes != list(val_set.classes):
         raise ValueError(
@@ -460,7 +464,7 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
         corrupt["train"] = list(train_set.corrupt)
         counts = {"train": n_train - len(corrupt["train"]), "val": int(val["count"])}
     else:
-        corrupt["train"] = [tuple(e) for e in train_set.corrupt]
+        corrupt["train"] = train_corrupt
         counts = {"train": n_train, "val": int(val["count"])}
     report_context = (
         context if proc.main else replace(context, work_dir=context.work_dir / f"rank{proc.rank}")

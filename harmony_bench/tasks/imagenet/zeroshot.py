@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from harmony_bench.preflight import check_text_tower_file
 from harmony_bench.results import metric
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.runtime import autocast, select_device
@@ -111,16 +112,7 @@ def preflight(context: TaskContext) -> None:
             "use imagenet-linear or imagenet-knn, or a CLIP-style card (clip-*, slip-*, harmony-*, "
             "maskclip-*)"
         )
-    spec = context.card.checkpoint
-    if spec.get("text_converter") and not spec.get("text_source") and context.options.checkpoint:
-        raise ValueError(
-            f"zero-shot needs {context.card.name}'s text tower, which this card reads from a second "
-            "file (the Harmony repo's main_text_checkpoint.pth) that `run` does not take; use a card whose "
-            "one file holds both towers: the '-full' card with the repo's checkpoint.pth, or a "
-            "`harmony-bench pretrain` export (`harmony-bench backbones convert CARD --checkpoint "
-            "main_vit_checkpoint.pth --text-checkpoint main_text_checkpoint.pth --out both.safetensors` "
-            "writes one for a '-export' card)"
-        )
+    check_text_tower_file(context.card, context.options.checkpoint, "zero-shot")
 
 
 def run(context: TaskContext) -> TaskOutcome:

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from harmony_bench.preflight import check_text_tower_file
 from harmony_bench.results import metric
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.runtime import autocast, select_device
@@ -56,6 +57,7 @@ def preflight(context: TaskContext) -> None:
             "it cannot do image-text retrieval; use a CLIP-style card (clip-*, openclip-*, slip-*, "
             "harmony-*, maskclip-*)"
         )
+    check_text_tower_file(card, context.options.checkpoint, "image-text retrieval")
     if context.config["truncate"] not in TRUNCATE_MODES:
         raise ValueError(f"truncate must be one of {TRUNCATE_MODES}, got {context.config['truncate']!r}")
     recall_ks(context.config)
