@@ -16,8 +16,9 @@ the cell failed (a failed run is not a seed, but hiding it would flatter the
 cell).  A seed that was run twice (a rerun) counts once: the newest completed
 record of each seed is kept and the others are dropped, with a note saying
 how many — averaging a seed with itself would shrink the std and inflate n.
-The best mean of each column is marked, using the metric's own
-``higher_is_better``.
+The best mean of each column is flagged here (:func:`mark_best`, using the
+metric's own ``higher_is_better``) and shown by :mod:`harmony_bench.grid`, the
+renderer the leaderboard uses too.
 """
 
 from __future__ import annotations
