@@ -141,7 +141,7 @@ def test_check_verdicts():
     assert check(e, summary.assign(protocol_version=["9", "10"]), "b", False).verdict == "outside"
     # one version measured on two copies of the data: the check refuses to pick one row's seeds
     roots = summary.assign(protocol_version=["2", "2"], dataset=["imagenet-1k:/a", "imagenet-1k:/b"])
-    with pytest.raises(ValueError, match=r"come from 2 copies of the data \(imagenet-1k:/a, imagenet-1k:/b\)"):
+    with pytest.raises(ValueError, match=r"from 2 copies of the data \(imagenet-1k:/a, imagenet-1k:/b\)"):
         check(e, roots, "b", False)
 
 
