@@ -286,7 +286,7 @@ def load_tasks(dirs: list[Path]) -> Registry[TaskSpec]:
 
 @functools.cache
 def task_registry() -> Registry[TaskSpec]:
-    """The protocols from ``$HARMONY_BENCH_TASKS`` and ``benchmarks/tasks/`` (read once per process)."""
+    """The protocols in ``$HARMONY_BENCH_TASKS`` and ``benchmarks/<group>/`` (see paths.TASK_GROUPS)."""
     return load_tasks(task_dirs())
 
 

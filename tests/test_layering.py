@@ -6,7 +6,7 @@ import that goes up is a hidden cycle, not a fix).  The graph is read with ``ast
 A *unit* is a top-level module (``runner``, ``atomic``) or a subpackage (``tasks``, ``suites``).  ``LAYERS``
 orders the units bottom up; a unit may import units of lower layers only (and itself).  Inside a unit
 the module graph must be acyclic, which orders its modules too (e.g. ``suites``: spec, state < worker <
-jobs < plan < local, slurm < report; ``leaderboard``: comparison < board < markdown < html_page < build).
+jobs < plan < local, slurm < checks; ``leaderboard``: comparison < board < markdown < html_page < build).
 """
 
 from __future__ import annotations

@@ -139,6 +139,10 @@ def test_check_verdicts():
     versions = summary.assign(protocol_version=["10", "9"])
     assert (check(e, versions, "b", False).verdict, check(e, versions, "b", False).mean) == ("ok", 79.6)
     assert check(e, summary.assign(protocol_version=["9", "10"]), "b", False).verdict == "outside"
+    # one version measured on two copies of the data: the check refuses to pick one row's seeds
+    roots = summary.assign(protocol_version=["2", "2"], dataset=["imagenet-1k:/a", "imagenet-1k:/b"])
+    with pytest.raises(ValueError, match=r"from 2 copies of the data \(imagenet-1k:/a, imagenet-1k:/b\)"):
+        check(e, roots, "b", False)
 
 
 # --------------------------------------------------------------------------- suite files
@@ -613,3 +617,55 @@ def test_a_cell_is_identified_by_the_preset_its_backbone_family_runs(tmp_path):
     from harmony_bench.results import config_hash
 
     assert swin.config_hash == config_hash(task.resolve_config("smoke-swin"))
+
+
+def test_a_failed_slurm_step_is_submitted_again_with_the_cells_that_waited_on_it(
+    slow_suite, monkeypatch, tmp_path, capsys
+):
+    """A step job FAILED: its cells' afterok can never be met, so they are cancelled and go again after it."""
+    s = slow_suite
+    card = REPO / "backbones" / "vit-tiny-random.yaml"
+    s["suite"].write_text(
+        textwrap.dedent(f"""
+        name: toy-suite
+        description: a backbone a prerequisite step provides
+        seeds: [0, 1]
+        data: {{slow: {{root: "{s['out'].parent}"}}}}
+        steps:
+          make-card:
+            args: [data, synth, --kind, captions, --out, "{{out}}/captions", --n, "2", --size, "16"]
+            produces: {{card: "{card}", captions: captions/harmony_bench_synth.json}}
+        backbones:
+          made: {{card: "{{steps.make-card.card}}", after: make-card}}
+        tasks: [{{name: slow, est_s: 1}}]
+        """)
+    )  # fmt: skip
+    submitted = []
+    _fake_submitit(monkeypatch, submitted, run_jobs=False)
+    argv = [
+        "suite",
+        "run",
+        str(s["suite"]),
+        "--output",
+        str(s["out"]),
+        "--no-progress",
+        "--launcher",
+        "slurm",
+    ]
+    assert main(argv) == 0
+    assert [fn for _, fn, _ in submitted] == ["_step_job", "_job", "_job"]  # jobs 1001 (step), 1002, 1003
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sacct").write_text('#!/bin/sh\ncase "$*" in *1001*) echo FAILED ;; *) echo PENDING ;; esac\n')
+    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "cancelled"}\n')
+    for tool in ("sacct", "scancel"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    assert main(argv) == 0
+    assert [fn for _, fn, _ in submitted[3:]] == ["_step_job", "_job", "_job"]  # the step again: job 1004
+    for params, _, _ in submitted[4:]:
+        assert params["slurm_additional_parameters"] == {"dependency": "afterok:1004"}
+    assert (tmp_path / "cancelled").read_text().split() == ["1002", "1003"]
+    assert "step make-card: Slurm job 1001 of step make-card ended FAILED" in capsys.readouterr().out
+    state = read_state(s["out"] / ".suite" / "toy-suite" / "state.json")
+    assert state["steps"]["make-card"]["job_id"] == "1004"

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from harmony_bench.atomic import atomic_write_text
 from harmony_bench.leaderboard.build import generate, stale_files, write_files
 from harmony_bench.paths import REPO_ROOT
 
@@ -45,7 +46,7 @@ def write_suite_outputs(suite: Any) -> str:
     table = build_table(records, HEADLINE_METRICS)
     text = f"\n{table}"
     if suite.synthetic:
-        (suite.output / "TABLE.md").write_text(table + "\n", encoding="utf-8")
+        atomic_write_text(suite.output / "TABLE.md", table + "\n")
         title = f"harmony-bench suite {suite.name} (SYNTHETIC smoke data: not benchmark numbers)"
         files, _ = build_leaderboard([suite.records], suite.output, title, compare=False)
         write_files(files, suite.output)

@@ -61,7 +61,15 @@ def check(expectation: Expectation, summary: pd.DataFrame, backbone: str, synthe
     if rows.empty:
         return Check(e, None, None, 0, "missing")
     if len(rows) > 1:  # several protocol versions: the newest (by version order, not text) is the suite's
-        rows = rows.loc[[max(rows.index, key=lambda i: version_key(rows.at[i, "protocol_version"]))]]
+        newest = max(version_key(v) for v in rows["protocol_version"])
+        rows = rows[[version_key(v) == newest for v in rows["protocol_version"]]]
+    if len(rows) > 1:  # one version measured on several copies of the data: no row speaks for all seeds
+        roots = ", ".join(sorted(str(d) for d in rows["dataset"]))
+        raise ValueError(
+            f"the records of {backbone} on {e.task} ({e.metric}) come from {len(rows)} copies of the data "
+            f"({roots}); a suite check compares one: move the records of the other copies out of the suite's "
+            "records folder"
+        )
     row = rows.iloc[0]
     std = None if pd.isna(row["std"]) else float(row["std"])
     if synthetic:

@@ -38,6 +38,18 @@ def job_state(job_id: str) -> str | None:
     return lines[0] if lines else None  # "CANCELLED by 1234" -> "CANCELLED"
 
 
+def job_over(job_id: str) -> str | None:
+    """The state of a job Slurm has finished with (dead or COMPLETED); None while it may still run."""
+    state = job_state(job_id)
+    return state if state in DEAD_STATES or state == "COMPLETED" else None
+
+
+def cancel_jobs(job_ids: list[str]) -> None:
+    """Best-effort ``scancel`` (jobs whose dependency can never be met would stay PENDING for good)."""
+    if job_ids and shutil.which("scancel") is not None:
+        subprocess.run(["scancel", *job_ids], capture_output=True, timeout=30, check=False)
+
+
 def collect_job_results(state: dict[str, Any], paths: Paths) -> list[str]:
     """Fold the result files Slurm jobs left behind into ``state``; return the cell ids updated.
 

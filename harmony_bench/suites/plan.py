@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harmony_bench.atomic import atomic_write_text
 from harmony_bench.data.identity import MANIFEST_NAME
 from harmony_bench.suites.jobs import collect_job_results
 from harmony_bench.suites.spec import Cell, Step, Suite
@@ -96,7 +97,7 @@ def write_cell_spec(paths: Paths, cell_id: str, spec: dict[str, Any]) -> Path:
     """Write what the worker reads, and remove a stale result file (it is not this attempt's)."""
     spec_path = paths.cell_spec(cell_id)
     spec_path.parent.mkdir(parents=True, exist_ok=True)
-    spec_path.write_text(json.dumps(spec, indent=2), encoding="utf-8")
+    atomic_write_text(spec_path, json.dumps(spec, indent=2))
     spec_path.with_suffix(".result.json").unlink(missing_ok=True)
     return spec_path
 

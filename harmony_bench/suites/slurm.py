@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from harmony_bench.suites import plan
+from harmony_bench.suites.jobs import cancel_jobs, job_over
 from harmony_bench.suites.spec import Cell, Step, Suite
 from harmony_bench.suites.state import Paths, now, read_state, suite_paths, write_state
 
@@ -79,7 +80,10 @@ def submit_step(step: Step, paths: Paths, values: dict[str, str], state: dict[st
         return None
     entry = state["steps"].get(step.name, {})
     if entry.get("status") == "running" and entry.get("job_id"):
-        return str(entry["job_id"])
+        ended = job_over(str(entry["job_id"]))
+        if ended is None:  # queued or running (or sacct cannot tell): its cells wait on it
+            return str(entry["job_id"])
+        _step_failed(state, step.name, str(entry["job_id"]), ended)
     paths.step_out(step.name).mkdir(parents=True, exist_ok=True)
     job = executor(paths, options).submit(
         _step_job, plan.step_argv(step, paths, values), list(produced.values())
@@ -88,6 +92,30 @@ def submit_step(step: Step, paths: Paths, values: dict[str, str], state: dict[st
     write_state(paths.state, state)
     print(f"submitted step {step.name} as job {job.job_id}")
     return str(job.job_id)
+
+
+def _step_failed(state: dict[str, Any], name: str, job_id: str, ended: str) -> None:
+    """A step job is over without its outputs: record it, and free the cells that waited on it.
+
+    Their ``afterok`` dependency can never be met, so Slurm would keep them PENDING for good; they are
+    cancelled and marked failed, so this ``suite run`` submits them again after the step's new job.
+    """
+    error = f"Slurm job {job_id} of step {name} ended {ended} without its outputs"
+    state["steps"][name] = {**state["steps"][name], "status": "failed", "finished": now(), "error": error}
+    waiting = [
+        cell_id
+        for cell_id, entry in state["cells"].items()
+        if entry.get("status") == "running" and str(entry.get("after")) == job_id
+    ]
+    cancel_jobs([str(state["cells"][c]["job_id"]) for c in waiting if state["cells"][c].get("job_id")])
+    for cell_id in waiting:
+        state["cells"][cell_id] = {
+            **state["cells"][cell_id],
+            "status": "failed",
+            "finished": now(),
+            "error": error,
+        }
+    print(f"step {name}: {error}; submitting it again" + (f" with {len(waiting)} cell(s)" if waiting else ""))
 
 
 def submit_cell(cell: Cell, spec: dict[str, Any], paths: Paths, state: dict[str, Any],

@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harmony_bench.atomic import atomic_write_text
 from harmony_bench.data.imagenet import ImageNetFolder, check_imagenet_root, imagenet_split
 from harmony_bench.results import metric
 
@@ -124,7 +125,7 @@ def data_report(
     if bad:
         context.work_dir.mkdir(parents=True, exist_ok=True)
         listing = context.work_dir / "corrupt_images.txt"
-        listing.write_text("".join(f"{s}\t{p}\t{e}\n" for s, p, e in bad), encoding="utf-8")
+        atomic_write_text(listing, "".join(f"{s}\t{p}\t{e}\n" for s, p, e in bad))
         artifacts["corrupt_images"] = str(listing)
         log.warning("%d corrupt images were excluded; listed in %s", len(bad), listing)
     return {"data": group}, artifacts
@@ -134,5 +135,5 @@ def write_json_artifact(context: TaskContext, name: str, payload: Any) -> str:
     """Write ``payload`` as ``<work_dir>/<name>`` and return its path (for ``TaskOutcome.artifacts``)."""
     context.work_dir.mkdir(parents=True, exist_ok=True)
     path = context.work_dir / name
-    path.write_text(json.dumps(payload, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    atomic_write_text(path, json.dumps(payload, indent=1, sort_keys=True) + "\n")
     return str(path)
