@@ -16,21 +16,36 @@ the cell failed (a failed run is not a seed, but hiding it would flatter the
 cell).  A seed that was run twice (a rerun) counts once: the newest completed
 record of each seed is kept and the others are dropped, with a note saying
 how many — averaging a seed with itself would shrink the std and inflate n.
-The best mean of each column is marked, using the metric's own
-``higher_is_better``.
+The best mean of each column is flagged here (:func:`mark_best`, using the
+metric's own ``higher_is_better``) and shown by :mod:`harmony_bench.grid`, the
+renderer the leaderboard uses too.
 """
 
 from __future__ import annotations
 
 import html
 import json
-import re
 from collections.abc import Iterator, Mapping
 from pathlib import PurePath
 from typing import Any
 
 import pandas as pd
 
+from harmony_bench.grid import (
+    Cell,
+    CellCollision,
+    Grid,
+    Label,
+    build_grid,
+    latex_escape,
+    md_cell_safe,
+    natural_key,
+    to_csv,
+    to_frame,
+    to_html,
+    to_latex,
+    to_markdown,
+)
 from harmony_bench.results import is_metric_leaf
 
 KEY_COLUMNS = ["backbone", "checkpoint", "task", "protocol_version", "preset", "synthetic", "dataset"]
@@ -51,34 +66,9 @@ FRAME_COLUMNS = [
     "end",
 ]
 RANDOM_INIT = "random-init"
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "±": r"$\pm$",
-    "—": "--",
-}
-_LATEX_PATTERN = re.compile("|".join(re.escape(c) for c in _LATEX_SPECIAL))
 
 
 # --------------------------------------------------------------------------- ordering
-
-
-def natural_key(text: object) -> tuple[tuple[int, Any], ...]:
-    """Sort key that orders digit runs as numbers: ``v9`` < ``v10``, ``1.9`` < ``1.10``.
-
-    Labels carry protocol versions, and plain text order would put ``v10``
-    before ``v9``.  Each part is tagged so numbers and words never compare.
-    """
-    parts = re.findall(r"\d+|\D+", str(text))
-    return tuple((0, int(p)) if p[0].isdecimal() else (1, p) for p in parts)
 
 
 def version_key(version: object) -> tuple[int, Any]:
@@ -279,18 +269,23 @@ def format_cell(mean: float, std: float, seeds: int, failed: int = 0) -> str:
     return f"{text} (n={seeds}{extra})"
 
 
-def measurement_tag(row: Mapping[str, Any]) -> str:
-    """``[v2, paper, synthetic]``: what makes two cells of one task incomparable, in one bracket."""
+def measurement_parts(row: Mapping[str, Any]) -> tuple[str, ...]:
+    """``("v2", "paper", "synthetic")``: what makes two cells of one task incomparable."""
     parts = [
         f"v{row['protocol_version']}",
         str(row.get("preset") or ""),
         "synthetic" if row["synthetic"] else "",
         f"data {row['dataset_tag']}" if row.get("dataset_tag") else "",
     ]
-    return "[" + ", ".join(p for p in parts if p) + "]"
+    return tuple(p for p in parts if p)
 
 
-def cell_labels(row: Mapping[str, Any], rows: str, cols: str) -> tuple[str, str]:
+def measurement_tag(row: Mapping[str, Any]) -> str:
+    """``[v2, paper, synthetic]``: :func:`measurement_parts` in one bracket."""
+    return "[" + ", ".join(measurement_parts(row)) + "]"
+
+
+def cell_labels(row: Mapping[str, Any], rows: str, cols: str) -> tuple[Label, Label]:
     """``(row label, column label)`` of a summary row.
 
     The dimension that is neither rows nor columns joins the column label, and
@@ -301,83 +296,33 @@ def cell_labels(row: Mapping[str, Any], rows: str, cols: str) -> tuple[str, str]
     parts = {"backbone": backbone, "task": str(row["task"]), "metric": str(row["metric"])}
     rest = [parts[d] for d in DIMENSIONS if d not in (rows, cols)]
     row_text, col_text = parts[rows], " / ".join([parts[cols], *rest])
-    tag = measurement_tag(row)
+    tag = measurement_parts(row)
     if rows == "task":
-        return f"{row_text} {tag}", col_text
-    return row_text, f"{col_text} {tag}"
+        return Label(row_text, tag), Label(col_text)
+    return Label(row_text), Label(col_text, tag)
 
 
-def pivot(summary: pd.DataFrame, rows: str = "backbone", cols: str = "task") -> pd.DataFrame:
-    """The display table: ``rows`` × ``cols`` (backbone/task/metric), cells as strings, best marked ``*``."""
+def summary_grid(summary: pd.DataFrame, rows: str = "backbone", cols: str = "task") -> Grid:
+    """The display table: ``rows`` × ``cols`` (backbone/task/metric), the best cell of each column flagged."""
     if rows == cols or rows not in DIMENSIONS or cols not in DIMENSIONS:
         raise ValueError(f"--rows and --cols must be two different ones of {', '.join(DIMENSIONS)}")
-    if summary.empty:
-        return pd.DataFrame()
-    cells = [
-        format_cell(r["mean"], r["std"], r["seeds"], r["failed"]) + (" *" if r["best"] else "")
-        for _, r in summary.iterrows()
-    ]
-    labels = [cell_labels(r, rows, cols) for _, r in summary.iterrows()]
-    frame = summary.assign(cell=cells, row=[r for r, _ in labels], column=[c for _, c in labels])
-    if frame.duplicated(["row", "column"]).any():
+    cells = []
+    for _, r in summary.iterrows():
+        text = format_cell(r["mean"], r["std"], r["seeds"], r["failed"])
+        cells.append((*cell_labels(r, rows, cols), Cell(text, bool(r["best"]), float(r["mean"]))))
+    try:
+        return build_grid(cells, corner=rows)
+    except CellCollision:
         raise ValueError(
             f"--rows {rows} --cols {cols} would put two results in one cell; "
             "pick --metric or rows/cols that include backbone and task"
-        )
-    table = frame.pivot(index="row", columns="column", values="cell").fillna("—")
-    table = table.reindex(
-        index=sorted(table.index, key=natural_key), columns=sorted(table.columns, key=natural_key)
-    )
-    table.columns.name = None
-    table.index.name = rows
-    return table
+        ) from None
 
 
-def _markdown(table: pd.DataFrame) -> str:
-    header = [str(table.index.name or ""), *table.columns]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for idx, row in table.iterrows():
-        cells = [f"**{c[:-2]}**" if c.endswith(" *") else c for c in map(str, row)]
-        lines.append("| " + " | ".join([str(idx), *cells]) + " |")
-    return "\n".join(lines)
-
-
-def latex_escape(text: str) -> str:
-    r"""Escape every LaTeX special character (``\ & % $ # _ { } ~ ^``) in one pass.
-
-    One pass, because replacing ``\`` by ``\textbackslash{}`` first and then
-    ``{``/``}`` would escape the braces the first replacement wrote.
-    """
-    return _LATEX_PATTERN.sub(lambda m: _LATEX_SPECIAL[m.group(0)], str(text))
-
-
-def _latex(table: pd.DataFrame) -> str:
-    header = [str(table.index.name or ""), *table.columns]
-    lines = [r"\begin{tabular}{l" + "r" * len(table.columns) + "}", r"\toprule"]
-    lines.append(" & ".join(latex_escape(h) for h in header) + r" \\")
-    lines.append(r"\midrule")
-    for idx, row in table.iterrows():
-        cells = [
-            rf"\textbf{{{latex_escape(c[:-2])}}}" if c.endswith(" *") else latex_escape(c)
-            for c in map(str, row)
-        ]
-        lines.append(" & ".join([latex_escape(str(idx)), *cells]) + r" \\")
-    lines += [r"\bottomrule", r"\end{tabular}"]
-    return "\n".join(lines)
-
-
-def _html(table: pd.DataFrame) -> str:
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in [table.index.name or "", *table.columns])
-    body = []
-    for idx, row in table.iterrows():
-        cells = [
-            f"<td><strong>{html.escape(c[:-2])}</strong></td>"
-            if c.endswith(" *")
-            else f"<td>{html.escape(c)}</td>"
-            for c in map(str, row)
-        ]
-        body.append(f"<tr><th>{html.escape(str(idx))}</th>{''.join(cells)}</tr>")
-    return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(body) + "\n</tbody>\n</table>"
+def pivot(summary: pd.DataFrame, rows: str = "backbone", cols: str = "task") -> pd.DataFrame:
+    """:func:`summary_grid` as plain text: cells as strings, best marked ``*``, nothing measured ``—``."""
+    grid = summary_grid(summary, rows, cols)
+    return pd.DataFrame() if grid.empty else to_frame(grid)
 
 
 def footnote(notes: list[str], fmt: str) -> str:
@@ -404,27 +349,28 @@ def summary_json(summary: pd.DataFrame) -> str:
     return json.dumps(rows, indent=2, ensure_ascii=False)
 
 
-def render(table: pd.DataFrame, fmt: str, summary: pd.DataFrame | None = None) -> str:
-    """Render the pivoted table as markdown, LaTeX, CSV, HTML, or (from ``summary``) JSON."""
+def render(grid: Grid, fmt: str, summary: pd.DataFrame | None = None) -> str:
+    """Render the grid as Markdown, LaTeX, CSV, HTML, or (from ``summary``) JSON.
+
+    Markdown escapes only what would break a row (:func:`~harmony_bench.grid.md_cell_safe`): this
+    table is read as text, and names such as ``image_to_text.R@1`` stay as typed.
+    """
     if fmt == "json":
         return summary_json(summary if summary is not None else pd.DataFrame())
-    if table.empty:
-        return "(no completed records)"
-    if fmt == "csv":
-        return table.to_csv()
-    if fmt == "latex":
-        return _latex(table)
-    if fmt == "html":
-        return _html(table)
-    if fmt != "md":
+    if fmt not in FORMATS:
         raise ValueError(f"unknown table format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    return _markdown(table)
+    if grid.empty:
+        return "(no completed records)"
+    renderers = {"csv": to_csv, "latex": to_latex, "html": to_html}
+    if fmt in renderers:
+        return renderers[fmt](grid)
+    return to_markdown(grid, escape=md_cell_safe)
 
 
 def render_summary(summary: pd.DataFrame, rows: str = "backbone", cols: str = "task", fmt: str = "md") -> str:
     """A summary → the rendered table with its footnotes (for the formats that have room for them)."""
-    table = pivot(summary, rows, cols) if fmt != "json" else pd.DataFrame()
-    return render(table, fmt, summary) + footnote(table_notes(summary), fmt)
+    grid = summary_grid(summary, rows, cols) if fmt != "json" else build_grid([], rows)
+    return render(grid, fmt, summary) + footnote(table_notes(summary), fmt)
 
 
 def build_table(

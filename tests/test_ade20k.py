@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from harmony_bench import events
 from harmony_bench.cards import get_card
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
@@ -37,7 +38,7 @@ def smoke(root: Path, output: Path, *extra: str) -> int:
 
 
 def paper_config(size: str, card: str, preset: str = "paper"):
-    from harmony_bench.tasks.ade20k.run import build_config
+    from harmony_bench.tasks.ade20k.upernet import build_config
 
     spec = get_task("ade20k")
     context = TaskContext(
@@ -57,7 +58,7 @@ def paper_config(size: str, card: str, preset: str = "paper"):
 )
 def test_a_batch_size_the_user_sets_is_the_batch_that_trains(cfg_options):
     """total_batch_size fills the per-process batch only when the user set none (in either spelling)."""
-    from harmony_bench.tasks.ade20k.run import build_config
+    from harmony_bench.tasks.ade20k.upernet import build_config
 
     spec = get_task("ade20k")
     context = TaskContext(
@@ -173,9 +174,7 @@ def test_protocol_show_prints_the_resolved_config(capsys):
     assert "num_layers=2" in text and "total_batch_size=4" in text
 
 
-def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_path, monkeypatch):
-    from harmony_bench.tasks.ade20k import run as ade
-
+def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_path):
     assert smoke(ade_root, tmp_path / "whole") == 0
     (record,) = records(tmp_path / "whole")
     assert validate_record(record) == []
@@ -189,9 +188,8 @@ def test_smoke_run_learns_and_resumes_without_redoing_iterations(ade_root, tmp_p
         if iteration == 40:
             raise RuntimeError("simulated interruption")
 
-    monkeypatch.setattr(ade, "_after_train_iter", crash)
-    assert smoke(ade_root, tmp_path / "resumed") == 1  # failed record, checkpoint of iter 40 kept
-    monkeypatch.setattr(ade, "_after_train_iter", None)
+    with events.subscribed("train_iter", crash):
+        assert smoke(ade_root, tmp_path / "resumed") == 1  # failed record, checkpoint of iter 40 kept
     assert smoke(ade_root, tmp_path / "resumed") == 0
     done = [r for r in records(tmp_path / "resumed") if r["status"]["state"] == "completed"]
     assert [r["artifacts"]["resumed_from_iter"] for r in done] == ["40"]

@@ -28,7 +28,7 @@ def coco_root(tmp_path_factory) -> Path:
 
 
 def paper_config(detector: str, size: str, schedule: str = "1x"):
-    from harmony_bench.tasks.coco.run import build_config
+    from harmony_bench.tasks.coco.mask_rcnn import build_config
 
     spec = get_task("coco")
     overrides = {"size": size, "detector": detector, "schedule": schedule}

@@ -91,7 +91,7 @@ def test_record_ap_equals_pycocotools_on_the_same_detections(coco_root):
     from mmdet.evaluation import CocoMetric
 
     from harmony_bench.tasks.coco.data import annotation_file, check_root
-    from harmony_bench.tasks.coco.run import record_metrics
+    from harmony_bench.tasks.coco.mask_rcnn import record_metrics
 
     root, classes = check_root(coco_root)
     ann = str(annotation_file(root, "val2017"))

@@ -9,6 +9,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from harmony_bench import events
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
 from harmony_bench.results import load_record, validate_record
@@ -48,17 +49,14 @@ def rescore(root: Path, detections: str, kind: str) -> list[float]:
     return [100 * s for s in evaluator.stats[:6]]
 
 
-def test_cascade_smoke_writes_a_valid_record_and_resumes(tiny_root, tmp_path, monkeypatch):
-    from harmony_bench.tasks.coco import run as coco
-
+def test_cascade_smoke_writes_a_valid_record_and_resumes(tiny_root, tmp_path):
     def crash(iteration: int, work_dir: str) -> None:
         if iteration == 6:  # in epoch 2 (4 iterations an epoch), after the epoch-1 checkpoint
             raise RuntimeError("simulated interruption")
 
     work = ("--work-dir", str(tmp_path / "work"))
-    monkeypatch.setattr(coco, "_after_train_iter", crash)
-    assert smoke(tiny_root, tmp_path / "out", "cascade-mask-rcnn", *work, *SHORT) == 1  # a failed record
-    monkeypatch.setattr(coco, "_after_train_iter", None)
+    with events.subscribed("train_iter", crash):
+        assert smoke(tiny_root, tmp_path / "out", "cascade-mask-rcnn", *work, *SHORT) == 1  # a failed record
     assert smoke(tiny_root, tmp_path / "out", "cascade-mask-rcnn", *work, *SHORT) == 0
     failed, done = sorted(records(tmp_path / "out"), key=lambda r: r["status"]["state"] == "completed")
     assert (

@@ -26,7 +26,7 @@ INDICES = [0, 1, 1, 0]
 
 def segmentor_config(checkpoint: Path, size: int):
     """The smoke run's mmengine config for ``CARD`` with a tiny width (what ``run`` would train)."""
-    from harmony_bench.tasks.ade20k.run import build_config
+    from harmony_bench.tasks.ade20k.upernet import build_config
 
     width = TINY_VIT["embed_dim"]
     tiny = {k: v for k, v in TINY_VIT.items() if k != "img_size"}

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from harmony_bench import events
 from harmony_bench.cli import main
 from harmony_bench.data.synth import synthesize
 from harmony_bench.protocols import get_task
@@ -76,22 +77,19 @@ def test_smoke_finetune_learns_and_writes_a_valid_record(reference):
 
 
 @pytest.mark.slow
-def test_resume_after_an_interruption_repeats_the_uninterrupted_run(
-    root, reference, tmp_path, monkeypatch, capsys
-):
+def test_resume_after_an_interruption_repeats_the_uninterrupted_run(root, reference, tmp_path, capsys):
     expected, _ = reference
     output = tmp_path / "out"
 
-    def crash(epoch, work):
+    def crash(epoch, work_dir):
         if epoch == 0:
             raise RuntimeError("simulated crash after the first epoch")
 
-    monkeypatch.setattr(finetune, "_after_epoch", crash)
-    assert cli_run(root, output) == 1
+    with events.subscribed("epoch_end", crash):
+        assert cli_run(root, output) == 1
     (failed,) = records(output)
     assert failed["status"]["state"] == "failed" and "simulated crash" in failed["status"]["error"]["message"]
     assert json.loads((work_dir(output) / "finetune-checkpoint.json").read_text())["epoch"] == 1
-    monkeypatch.undo()
     capsys.readouterr()
 
     assert cli_run(root, output) == 0
@@ -187,14 +185,14 @@ def test_randaugment_posterize_to_zero_bits_gives_a_black_image():
 
 DDP_DRIVER = """
 import os, sys
+from harmony_bench import events
 from harmony_bench.cli import main
-from harmony_bench.tasks.imagenet import finetune
 
 def crash(epoch, work_dir):
     if str(epoch) == os.environ.get("CRASH_AT"):
         raise RuntimeError("simulated crash")
 
-finetune._after_epoch = crash
+events.subscribe("epoch_end", crash)
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -33,6 +33,8 @@ LAYERS: list[set[str]] = [
         "provenance",
         "sources",
         "protocol_schema",
+        "grid",
+        "events",
     },  # fmt: skip
     {"store", "results", "cards", "protocols"},  # data files: records, backbone cards, task protocols
     {"data", "tables", "listing"},  # dataset readers, synthetic data; tables of records; listings

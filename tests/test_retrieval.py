@@ -202,7 +202,7 @@ def test_truncation_cut_is_harmonys_tokenizer_and_eot_is_open_clips():
     same either way.
     """
     from harmony_bench import load_backbone
-    from harmony_bench.tasks.retrieval.run import tokenize
+    from harmony_bench.tasks.retrieval.zeroshot import tokenize
 
     backbone = load_backbone("vit-tiny-random")
     plain = SimpleTokenizer(context_length=77)

@@ -18,6 +18,7 @@ from harmony_bench.tables import (
     records_to_frame,
     render,
     summarize,
+    summary_grid,
     version_key,
 )
 
@@ -154,7 +155,7 @@ def test_formats(records_dir):
     assert a_v1[0]["seeds"] == 3 and a_v1[0]["failed"] == 1 and len(a_v1[0]["records"]) == 3
     flipped = pivot(summarize(records_to_frame(records), ["top1"]), rows="task", cols="backbone")
     assert list(flipped.columns) == ["A / top1", "B / top1"]
-    assert render(pivot(summarize(records_to_frame([]))), "md") == "(no completed records)"
+    assert render(summary_grid(summarize(records_to_frame([]))), "md") == "(no completed records)"
 
 
 def test_rows_and_cols_keep_every_dimension_in_the_labels(records_dir):

@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from harmony_bench import events
 from harmony_bench.atomic import atomic_write_text
 from harmony_bench.runtime import default_device_type, effective_amp, world_size
 
@@ -177,8 +178,10 @@ def resume_safe_globals() -> list[Any]:
     ]
 
 
-def train_and_evaluate(cfg: Any, after_train_iter: Any = None) -> tuple[dict[str, float], Any, int]:
+def train_and_evaluate(cfg: Any) -> tuple[dict[str, float], Any, int]:
     """Train with mmengine's Runner, then validate unless the last iteration just did.
+
+    Emits the ``train_iter`` event (:mod:`harmony_bench.events`) after every training iteration.
 
     Returns:
         ``(metrics, evaluator metric objects, iteration the run started from)``.
@@ -200,8 +203,7 @@ def train_and_evaluate(cfg: Any, after_train_iter: Any = None) -> tuple[dict[str
         def after_train_iter(
             self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None
         ) -> None:
-            if after_train_iter is not None:
-                after_train_iter(runner.iter, runner.work_dir)
+            events.emit("train_iter", iteration=runner.iter, work_dir=runner.work_dir)
 
         def after_val_epoch(self, runner: Any, metrics: dict[str, float] | None = None) -> None:
             self.metrics, self.at_iter = dict(metrics or {}), runner.iter

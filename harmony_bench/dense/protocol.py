@@ -130,7 +130,7 @@ def per_process_batch(total: int) -> int:
     return per_process
 
 
-def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = None) -> tuple[dict, Any, int]:
+def train(context: TaskContext, cfg: Any, root: Path) -> tuple[dict, Any, int]:
     """Guard resume by the run identity, then train and validate with mmengine.
 
     Returns:
@@ -148,7 +148,7 @@ def train(context: TaskContext, cfg: Any, root: Path, after_train_iter: Any = No
     if threads and device == "cpu":  # tiny smoke models: thread barriers cost more than they save
         torch.set_num_threads(int(threads))
     try:
-        return train_and_evaluate(cfg, after_train_iter)
+        return train_and_evaluate(cfg)
     finally:
         torch.set_num_threads(previous)
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import pandas as pd
 
+from harmony_bench.grid import Cell, Grid, Label, build_grid, natural_key
 from harmony_bench.leaderboard.comparison import Reproduction, SourceTable, reproductions, source_tables
-from harmony_bench.tables import measurement_tag, natural_key, summarize, table_notes
+from harmony_bench.tables import format_cell, measurement_parts, summarize, table_notes
 
 HEADLINE_METRICS = [
     "top1",
@@ -76,8 +77,8 @@ def collect(record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, comp
     if not summary.empty:
         rows = summary.to_dict("records")
         summary = summary.assign(
-            label=[f"{r['backbone_label']}{' [synthetic]' if r['synthetic'] else ''}" for r in rows],
-            column=[f"{r['task']} / {r['metric']} {column_tag(r)}" for r in rows],
+            label=[str(row_label(r)) for r in rows],
+            column=[str(column_label(r)) for r in rows],
             links=[[_relative(p, out_dir) for p in r["records"]] for r in rows],
         )
         order = sorted(summary.index, key=lambda i: _display_key(summary.loc[i]))
@@ -88,9 +89,32 @@ def collect(record_dirs: list[Path], out_dir: Path, reported: pd.DataFrame, comp
     return Board(summary, reported, len(records), bad_rel, notes, tables, found)
 
 
-def column_tag(row: dict[str, Any]) -> str:
-    """``[v2, paper]``: the column's protocol version and preset (the data kind is on the row)."""
-    return measurement_tag({**row, "synthetic": False})
+def row_label(row: dict[str, Any]) -> Label:
+    """``alpha`` or ``alpha [synthetic]``: the backbone checkpoint and the data kind."""
+    return Label(str(row["backbone_label"]), ("synthetic",) if row["synthetic"] else ())
+
+
+def column_label(row: dict[str, Any]) -> Label:
+    """``imagenet-linear / top1 [v1, paper]``: task, metric, protocol version and preset."""
+    return Label(f"{row['task']} / {row['metric']}", measurement_parts({**row, "synthetic": False}))
+
+
+def measured_grid(summary: pd.DataFrame) -> Grid:
+    """The measured table both pages render: backbone rows × task / metric columns, each cell's records."""
+    cells = [
+        (
+            row_label(r),
+            column_label(r),
+            Cell(
+                format_cell(r["mean"], r["std"], r["seeds"], r["failed"]),
+                bool(r["best"]),
+                float(r["mean"]),
+                tuple(r["links"]),
+            ),
+        )
+        for r in summary.to_dict("records")
+    ]
+    return build_grid(cells, corner="backbone")
 
 
 def _display_key(row: pd.Series) -> tuple[Any, ...]:

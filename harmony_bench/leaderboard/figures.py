@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from harmony_bench.grid import natural_key
 from harmony_bench.leaderboard.comparison import published_text
-from harmony_bench.tables import natural_key
 
 SVG_METADATA = {"Date": None}
 PNG_METADATA = {"Software": None}

@@ -13,10 +13,10 @@ import html
 
 import pandas as pd
 
-from harmony_bench.leaderboard.board import FIGURE_DIR, Board, published_rows
+from harmony_bench.grid import to_html
+from harmony_bench.leaderboard.board import FIGURE_DIR, Board, measured_grid, published_rows
 from harmony_bench.leaderboard.comparison import Reproduction, SourceTable, published_text
 from harmony_bench.leaderboard.markdown import VERDICT_TEXT
-from harmony_bench.tables import format_cell, natural_key
 
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1200px; padding: 0 1em; }
@@ -30,7 +30,8 @@ table.sortable thead th { cursor: pointer; user-select: none; }
 thead th[aria-sort="ascending"]::after { content: " \\25B2"; }
 thead th[aria-sort="descending"]::after { content: " \\25BC"; }
 td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-td.best { font-weight: bold; background: #ebf8ff; }
+td.best { background: #ebf8ff; }
+tbody th { font-weight: normal; }
 tr.measured td { background: #f0fff4; font-style: italic; }
 tr.measured td.outside { background: #fff5f5; }
 td a { font-size: 11px; margin-left: 2px; }
@@ -105,34 +106,9 @@ def _esc(text: object) -> str:
     return html.escape(str(text), quote=True)
 
 
-def _measured_cell(row: pd.Series | None) -> str:
-    if row is None:
-        return '<td data-value="">—</td>'
-    text = _esc(format_cell(row["mean"], row["std"], row["seeds"], row["failed"]))
-    links = "".join(
-        f'<a href="{_esc(link)}" title="{_esc(link)}">[{i}]</a>' for i, link in enumerate(row["links"], 1)
-    )
-    css = ' class="best"' if row["best"] else ""
-    return f'<td{css} data-value="{float(row["mean"])!r}">{text} {links}</td>'
-
-
 def measured_table(summary: pd.DataFrame) -> str:
     """Backbone rows × task/metric columns, sortable, each cell linking its records."""
-    columns = sorted(summary["column"].unique(), key=natural_key)
-    labels = sorted(summary["label"].unique(), key=natural_key)
-    cells = {(r["label"], r["column"]): r for _, r in summary.iterrows()}
-    head = '<th data-type="text">backbone</th>' + "".join(
-        f'<th data-type="number">{_esc(c)}</th>' for c in columns
-    )
-    body = []
-    for label in labels:
-        tds = "".join(_measured_cell(cells.get((label, c))) for c in columns)
-        body.append(f"<tr><td>{_esc(label)}</td>{tds}</tr>")
-    return (
-        f'<table id="measured" class="sortable"><thead><tr>{head}</tr></thead>\n<tbody>\n'
-        + "\n".join(body)
-        + "\n</tbody></table>"
-    )
+    return to_html(measured_grid(summary), attrs='id="measured" class="sortable"')
 
 
 def published_table(reported: pd.DataFrame) -> str:

@@ -1,1 +1,1 @@
-"""ADE20K semantic segmentation with UperNet through mmsegmentation 1.x (``run.py``)."""
+"""ADE20K semantic segmentation via mmsegmentation 1.x: UperNet (``upernet.py``), linear (``linear.py``)."""

@@ -4,7 +4,7 @@ The cheapest dense signal: the backbone is frozen (``FrozenRegistryBackbone``: n
 features under ``no_grad``) and a single 1x1 convolution over its four block maps, concatenated, is
 trained for the UperNet protocol's 160k iterations on the same data, pipeline and slide evaluation.
 Everything but the model and the optimizer is the ``ade20k`` task's: dataset checks, size resolution,
-backbone configuration, training and the record (``harmony_bench.tasks.ade20k.run``).
+backbone configuration, training and the record (``harmony_bench.tasks.ade20k.upernet``).
 """
 
 from __future__ import annotations
@@ -14,15 +14,12 @@ from typing import Any
 
 from harmony_bench.dense import protocol
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
-from harmony_bench.tasks.ade20k import run as segmentation
-
-# Test hook: called as (iteration, work_dir) after every training iteration (tests simulate crashes).
-_after_train_iter = None
+from harmony_bench.tasks.ade20k import upernet
 
 
 def preflight(context: TaskContext) -> None:
     """The ``ade20k`` checks (dataset, annotations, size, config), with this task's config."""
-    segmentation.check_inputs(context, build_config)
+    upernet.check_inputs(context, build_config)
 
 
 def build_config(
@@ -49,7 +46,7 @@ def build_config(
     widths = protocol.configure_backbone(cfg, context, size)
     cfg.model.decode_head.in_channels = widths
     cfg.model.decode_head.channels = sum(widths)
-    segmentation.set_data_root(cfg, root)
+    upernet.set_data_root(cfg, root)
     protocol.finish(cfg, context)
     return cfg
 
@@ -64,13 +61,13 @@ def protocol_rows(context: TaskContext) -> list[tuple[str, Any, str]]:
     return protocol.hyperparameters(context, build_config)
 
 
-protocol_file = segmentation.protocol_file  # benchmarks/ade20k/<the size's file> for this run's preset
-sheet_variants = segmentation.sheet_variants  # one variant per size that has a file, as ade20k
+protocol_file = upernet.protocol_file  # benchmarks/ade20k/<the size's file> for this run's preset
+sheet_variants = upernet.sheet_variants  # one variant per size that has a file, as ade20k
 
 
 def run(context: TaskContext) -> TaskOutcome:
     """Train the linear head over the frozen backbone; return mIoU, mAcc, aAcc and per-class IoU."""
-    return segmentation.train_segmentor(context, build_config, _after_train_iter)
+    return upernet.train_segmentor(context, build_config)
 
 
 RUNNER = TaskRunner(run=run, preflight=preflight)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harmony_bench import events
 from harmony_bench.results import metric
 from harmony_bench.run_identity import CheckpointMismatchError, identity_hash, run_identity
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
@@ -295,10 +296,6 @@ def _even(batch: Any) -> Any:
     return images, targets
 
 
-def _after_epoch(epoch: int, work_dir: Path) -> None:
-    """Called on every rank once epoch ``epoch`` (0-based) is checkpointed; a hook for tests."""
-
-
 # --------------------------------------------------------------------------- run
 
 
@@ -462,7 +459,7 @@ def _run(context: TaskContext, root: Path, proc: ProcessGroup, device: torch.dev
                 },
             )
         barrier(proc)
-        _after_epoch(epoch, context.work_dir)
+        events.emit("epoch_end", epoch=epoch, work_dir=context.work_dir)
 
     metrics = history_metrics(trainer.history)
     corrupt = {"train": train.corrupt, "val": val.corrupt}  # every rank's events (one shared log per split)

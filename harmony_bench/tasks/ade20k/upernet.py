@@ -16,9 +16,6 @@ from harmony_bench.dense import protocol
 from harmony_bench.runner import TaskContext, TaskOutcome, TaskRunner
 from harmony_bench.tasks.ade20k.data import resolve_root, split_sizes
 
-# Test hook: called as (iteration, work_dir) after every training iteration (tests simulate crashes).
-_after_train_iter = None
-
 
 def preflight(context: TaskContext) -> None:
     """Refuse a missing or mis-laid dataset, bad annotations, an unknown size or a bad config, up front."""
@@ -114,12 +111,10 @@ def sheet_variants(spec: Any, preset: str) -> list[tuple[str, dict[str, Any], st
 
 def run(context: TaskContext) -> TaskOutcome:
     """Train UperNet on ADE20K with mmengine and return mIoU, mAcc, aAcc and per-class IoU."""
-    return train_segmentor(context, build_config, _after_train_iter)
+    return train_segmentor(context, build_config)
 
 
-def train_segmentor(
-    context: TaskContext, build: Callable[..., Any], after_train_iter: Any = None
-) -> TaskOutcome:
+def train_segmentor(context: TaskContext, build: Callable[..., Any]) -> TaskOutcome:
     """Train the segmentor ``build(context, root)`` configures; its mIoU, mAcc, aAcc and per-class IoU."""
     from harmony_bench.dense import register_into
     from harmony_bench.results import metric
@@ -127,7 +122,7 @@ def train_segmentor(
     register_into("mmseg")
     root = resolve_root(context.options.data_root)
     cfg = build(context, root)
-    metrics, evaluators, start_iter = protocol.train(context, cfg, root, after_train_iter)
+    metrics, evaluators, start_iter = protocol.train(context, cfg, root)
     seg = evaluators[0]
     result = {name: metric(round(float(metrics[name]), 4), unit="%") for name in ("mIoU", "mAcc", "aAcc")}
     result["constant_baseline_mIoU"] = metric(seg.constant_baseline_mIoU, unit="%")

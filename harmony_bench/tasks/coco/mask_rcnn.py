@@ -21,7 +21,6 @@ DETECTORS = ("mask-rcnn", "cascade-mask-rcnn")
 # CocoMetric key suffix -> our metric name
 AP_NAMES = {"mAP": "AP", "mAP_50": "AP50", "mAP_75": "AP75", "mAP_s": "APs", "mAP_m": "APm", "mAP_l": "APl"}
 DETECTIONS = "detections"  # CocoMetric writes detections.bbox.json / detections.segm.json in the work dir
-_after_train_iter = None  # test hook: (iteration, work_dir) after every training iteration
 
 
 def preflight(context: TaskContext) -> None:
@@ -143,7 +142,7 @@ def run(context: TaskContext) -> TaskOutcome:
     register_into("mmdet")
     root, classes = check_root(context.options.data_root)
     cfg = build_config(context, root, classes)
-    metrics, _, start_iter = protocol.train(context, cfg, root, _after_train_iter)
+    metrics, _, start_iter = protocol.train(context, cfg, root)
     artifacts = {
         "mm_config": protocol.dump_config(cfg, context.work_dir),
         **{
