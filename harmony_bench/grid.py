@@ -69,12 +69,13 @@ def md_escape(text: object) -> str:
 
 
 def md_cell_safe(text: object) -> str:
-    """Record text that cannot break a Markdown table row: ``|`` escaped, line breaks made spaces.
+    """Record text that cannot break a Markdown row or add markup: ``|`` escaped, ``<>&`` as entities.
 
-    For ``harmony-bench table``, whose Markdown is read as text in a terminal or pasted into a draft:
-    metric names such as ``image_to_text.R@1`` stay as typed, and only what would split a row is touched.
+    For ``harmony-bench table`` (and a suite's TABLE.md), read as text in a terminal or pasted into a
+    draft: metric names such as ``image_to_text.R@1`` stay as typed, but a record's strings never become
+    markup when the file is rendered.  Line breaks (which would end the row) become spaces.
     """
-    return " ".join(str(text).split()).replace("|", r"\|")
+    return html.escape(" ".join(str(text).split()), quote=False).replace("|", r"\|")
 
 
 def latex_escape(text: str) -> str:

@@ -53,7 +53,8 @@ def test_two_cells_in_one_place_are_refused():
 
 def test_markdown_labels_escape_their_parts_not_the_tag_brackets():
     label = Label("x|_y", ("v1", "`p`"))
-    assert label.render(md_cell_safe) == r"x\|_y [v1, `p`]"  # the CLI table: only the row breaker
+    assert label.render(md_cell_safe) == r"x\|_y [v1, `p`]"  # the CLI table: the row breaker, no markup
+    assert md_cell_safe("<img src=x onerror=alert(1)>&") == "&lt;img src=x onerror=alert(1)&gt;&amp;"
     grid = build_grid([(Label("x|_y"), label, Cell("1"))], "backbone")
     assert r"| x\|\_y | 1 |" in to_markdown(grid) and r"x\|\_y [v1, \`p\`]" in to_markdown(grid)
 
