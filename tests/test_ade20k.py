@@ -71,6 +71,30 @@ def test_a_batch_size_the_user_sets_is_the_batch_that_trains(cfg_options):
     assert build_config(context).train_dataloader.batch_size == 8
 
 
+def test_the_poly_schedule_spans_the_run_the_user_asks_for():
+    """mmcv 1.x's poly runs over runner.max_iters: a shorter run decays to min_lr over its own length."""
+    from harmony_bench.tasks.ade20k.upernet import build_config
+
+    spec = get_task("ade20k")
+
+    def config(cfg_options):
+        context = TaskContext(
+            card=get_card("ibot-vit-s16-in1k"),
+            task=spec,
+            config=spec.resolve_config("paper", {"size": "s", "cfg_options": cfg_options}),
+            options=RunOptions(preset="paper"),
+            work_dir=Path("work"),
+        )
+        return build_config(context)
+
+    (schedule,) = config({"train_cfg.max_iters": 80000}).param_scheduler
+    assert schedule.end == 80000
+    with pytest.raises(
+        ValueError, match=r"param_scheduler\.0\.end=100000 differs from train_cfg\.max_iters=80000"
+    ):
+        config({"train_cfg.max_iters": 80000, "param_scheduler.0.end": 100000})
+
+
 def test_paper_protocol_numbers_vit_s_b_and_l(monkeypatch):
     s, b = paper_config("s", "ibot-vit-s16-in1k"), paper_config("b", "ibot-vit-b16-in1k")
     for cfg, width in ((s, 384), (b, 768)):

@@ -112,9 +112,31 @@ def finish(cfg: Any, context: TaskContext) -> None:
     apply_amp(cfg, context.config["amp"])
     options = context.config.get("cfg_options") or {}
     apply_cfg_options(cfg, options)
+    _poly_over_the_run(cfg, options)
     # the user's batch wins, given dotted (``train_dataloader.batch_size=8``) or nested (a suite's ``set:``)
     if "total_batch_size" in cfg and lookup(options, "train_dataloader.batch_size") is MISSING:
         cfg.train_dataloader.batch_size = per_process_batch(int(cfg.total_batch_size))
+
+
+def _poly_over_the_run(cfg: Any, options: dict[str, Any]) -> None:
+    """The poly curve spans the run, as mmcv 1.x's (``runner.max_iters``): its ``end`` follows max_iters.
+
+    A shorter or longer run (``--cfg-options train_cfg.max_iters=N``) therefore decays over its own length,
+    as upstream's hook would; an ``end`` the user sets to something else is refused (the lr would stop short
+    of ``min_lr`` or sit flat after ``end``, and the record would not say so).
+    """
+    max_iters = cfg.get("train_cfg", {}).get("max_iters")
+    schedulers = cfg.get("param_scheduler") or []
+    for index, scheduler in enumerate(schedulers if isinstance(schedulers, list) else [schedulers]):
+        if scheduler.get("type") != "MMCV1PolyLR" or max_iters is None:
+            continue
+        if lookup(options, f"param_scheduler.{index}.end") is not MISSING and scheduler["end"] != max_iters:
+            raise ValueError(
+                f"--cfg-options param_scheduler.{index}.end={scheduler['end']} differs from "
+                f"train_cfg.max_iters={max_iters}: mmcv 1.x's poly schedule spans the whole run; set "
+                "train_cfg.max_iters alone (the schedule follows it)"
+            )
+        scheduler["end"] = int(max_iters)
 
 
 def per_process_batch(total: int) -> int:
