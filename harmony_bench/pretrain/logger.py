@@ -28,7 +28,7 @@ class RunLogger:
     def __init__(
         self, output: Path, cfg: dict[str, Any], enabled: bool, start_step: int | None = None
     ) -> None:
-        """Open the sinks; ``start_step``: a resumed run's step (later records of the old run are dropped)."""
+        """Open the sinks; ``start_step``: where the run starts (later lines of earlier runs are dropped)."""
         self.enabled = enabled
         self.path = output / "log.jsonl"
         self.tb = self.wandb = None

@@ -248,7 +248,7 @@ def _loop(
     total = epochs * steps_per_epoch
     stop = min(total, opts.max_steps) if opts.max_steps else total
     global_batch = batch * info.world
-    logger = RunLogger(output, cfg, info.main, start_step=step if opts.resume else None)
+    logger = RunLogger(output, cfg, info.main, start_step=step)  # a fresh start (step 0) clears the old log
     bar = tqdm(
         total=stop, initial=step, disable=not info.main, desc=f"pretrain {cfg['method']}", dynamic_ncols=True
     )
