@@ -210,6 +210,10 @@ def test_bad_expectations_are_refused(tmp_path):
     path.write_text(base + f"expect: [{rule}]")
     with pytest.raises(KeyError, match="no-such-id"):
         load_suite(path)
+    linear_row = "ibot-vit-l-16-in-1k-ep-imagenet-linear-top1-ibot"  # a real id, of another task
+    path.write_text(base + f"expect: [{rule.replace('no-such-id', linear_row)}]")
+    with pytest.raises(DataFileError, match=f"{linear_row}' is imagenet-linear top1, not imagenet-knn top1"):
+        load_suite(path)
     path.write_text(
         base + "expect: [{backbone: x, task: imagenet-knn, metric: top1, tolerance: 1, value: 1, source: s}]"
     )

@@ -51,11 +51,24 @@ def load_reported(directory: Path = REPORTED_DIR) -> pd.DataFrame:
     return reported
 
 
-def reported_value(row_id: str) -> tuple[float, str]:
-    """``(value, "paper — source")`` of the published row ``row_id``."""
+def reported_value(row_id: str, task: str | None = None, metric: str | None = None) -> tuple[float, str]:
+    """``(value, "paper — source")`` of the published row ``row_id``.
+
+    With ``task``/``metric`` (an expectation's), the row must be a number of that task and metric: a
+    mistyped id would otherwise compare a cell with another table's number.
+
+    Raises:
+        ValueError: the row measures another task or metric.
+    """
     reported = load_reported()
     match = reported[reported["id"] == row_id]
     if match.empty:
         raise UnknownNameError(suggest(row_id, reported["id"].tolist(), "published number"))
     row = match.iloc[0]
+    for key, wanted in (("task", task), ("metric", metric)):
+        if wanted is not None and row[key] != wanted:
+            raise ValueError(
+                f"published number {row_id!r} is {row['task']} {row['metric']}, not {task} {metric}: "
+                "name the row of this task and metric (results/reported/published.csv)"
+            )
     return float(row["value"]), f"{row['paper']} — {row['source']}"

@@ -210,7 +210,10 @@ def _expectation(path: Path, item: dict[str, Any]) -> Expectation:
             f"{path}: an expectation needs exactly one of 'reported' (an id) or 'value': {item}"
         )
     if "reported" in item:
-        value, source = reported_value(item["reported"])
+        try:
+            value, source = reported_value(item["reported"], item["task"], item["metric"])
+        except ValueError as exc:
+            raise DataFileError(f"{path}: {exc}") from exc
     else:
         value, source = float(item["value"]), item.get("source")
         if not source:
