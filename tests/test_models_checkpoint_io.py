@@ -172,3 +172,13 @@ def test_preflight_scans_an_archive_for_unsafe_classes_without_running_it(tmp_pa
         refuse_unsafe_globals(evil)
     refuse_unsafe_globals(fine)
     assert not (tmp_path / MARKER).exists()
+
+
+@pytest.mark.parametrize(("value", "off"), [("1", True), ("true", True), ("0", False), ("false", False), ("", False)])
+def test_offline_switches_read_as_huggingface_reads_them(monkeypatch, value, off):
+    """HARMONY_BENCH_OFFLINE=0 leaves downloads on, as HF_HUB_OFFLINE=0 does."""
+    from harmony_bench.models.hub_files import offline
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HARMONY_BENCH_OFFLINE", value)
+    assert offline() is off

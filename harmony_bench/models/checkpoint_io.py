@@ -71,6 +71,14 @@ class DownloadError(CheckpointError):
     """A release could not be downloaded (offline, moved); the message names the cache path to fill."""
 
 
+TRUE_VALUES = {"1", "true", "yes", "on"}
+
+
+def env_flag(name: str) -> bool:
+    """An on/off environment switch, read as huggingface_hub reads ``HF_HUB_OFFLINE`` ("0", "false": off)."""
+    return os.environ.get(name, "").strip().lower() in TRUE_VALUES
+
+
 def cache_dir() -> Path:
     """Where downloads live: ``$HARMONY_BENCH_CACHE``, else ``~/.cache/harmony-bench/checkpoints``."""
     value = os.environ.get("HARMONY_BENCH_CACHE")
@@ -159,7 +167,7 @@ def resolve_source(source: str, sha256: str | None = None, *, offline: bool | No
     Args:
         source: Local path, ``http(s)://`` or ``file://`` URL, or ``hf-hub:ORG/REPO/FILE``.
         sha256: Expected hex digest (from the card); checked for cached and downloaded files.
-        offline: Never download; defaults to ``$HARMONY_BENCH_OFFLINE`` being set to a non-empty value.
+        offline: Never download; defaults to ``$HARMONY_BENCH_OFFLINE`` being 1/true/yes/on.
 
     Returns:
         The path of the (verified) file.
@@ -177,7 +185,7 @@ def resolve_source(source: str, sha256: str | None = None, *, offline: bool | No
         verify_sha256(target, sha256, f"cached {url}")
         return target
     if offline is None:
-        offline = bool(os.environ.get("HARMONY_BENCH_OFFLINE"))
+        offline = env_flag("HARMONY_BENCH_OFFLINE")
     if offline:
         raise DownloadError(
             f"{url} is not in the cache and downloads are off (HARMONY_BENCH_OFFLINE). Place the file at "

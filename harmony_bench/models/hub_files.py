@@ -16,9 +16,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from harmony_bench.models.checkpoint_io import DownloadError
-
-TRUE_VALUES = {"1", "true", "yes", "on"}
+from harmony_bench.models.checkpoint_io import DownloadError, env_flag
 
 
 class HubFileMissing(DownloadError):
@@ -27,8 +25,7 @@ class HubFileMissing(DownloadError):
 
 def offline() -> bool:
     """True when downloads are off (``HF_HUB_OFFLINE`` or ``HARMONY_BENCH_OFFLINE``)."""
-    hub = os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in TRUE_VALUES
-    return hub or bool(os.environ.get("HARMONY_BENCH_OFFLINE"))
+    return env_flag("HF_HUB_OFFLINE") or env_flag("HARMONY_BENCH_OFFLINE")
 
 
 def hub_cache_dir() -> Path:
@@ -92,7 +89,11 @@ def hf_file(
 
 def hf_missing_message(repo_id: str, filenames: list[str], what: str, reasons: list[str]) -> str:
     """How to get a hub file onto this machine: the download command and the cache folder."""
-    mode = "downloads are off (HF_HUB_OFFLINE)" if offline() else "it could not be downloaded"
+    mode = (
+        "downloads are off (HF_HUB_OFFLINE / HARMONY_BENCH_OFFLINE)"
+        if offline()
+        else "it could not be downloaded"
+    )
     files = " or ".join(filenames)
     return (
         f"{what} needs {files} from the Hugging Face hub repository {repo_id}, which is not in the hub "
