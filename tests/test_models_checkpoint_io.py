@@ -174,7 +174,10 @@ def test_preflight_scans_an_archive_for_unsafe_classes_without_running_it(tmp_pa
     assert not (tmp_path / MARKER).exists()
 
 
-@pytest.mark.parametrize(("value", "off"), [("1", True), ("true", True), ("0", False), ("false", False), ("", False)])
+SWITCHES = [("1", True), ("true", True), ("0", False), ("false", False), ("", False)]
+
+
+@pytest.mark.parametrize(("value", "off"), SWITCHES)
 def test_offline_switches_read_as_huggingface_reads_them(monkeypatch, value, off):
     """HARMONY_BENCH_OFFLINE=0 leaves downloads on, as HF_HUB_OFFLINE=0 does."""
     from harmony_bench.models.hub_files import offline
