@@ -335,3 +335,50 @@ def test_record_strings_are_escaped_in_the_markdown_and_the_html(tmp_path):
     assert row.count(" | ") == md.splitlines()[md.splitlines().index(row) - 2].count(" | ")  # same columns
     header = next(line for line in md.splitlines() if line.startswith("| backbone"))
     assert "[v1, \\`p\\`\\|&lt;b&gt;]" in header
+
+
+def _published(*rows: dict):
+    import pandas as pd
+
+    base = {
+        "paper": "P",
+        "source": "table 1",
+        "method": "M",
+        "arch": "ViT-B/16",
+        "pretrain_data": "IN-1K",
+        "epochs": "300",
+        "task": "imagenet-knn",
+        "metric": "top1",
+        "value": 70.0,
+        "notes": "",
+        "id": "a",
+    }
+    return pd.DataFrame([{**base, **r} for r in rows])  # fmt: skip
+
+
+def _reproduction(card: str, reported: str, mean: float):
+    from harmony_bench.leaderboard.comparison import Reproduction
+
+    return Reproduction(
+        suite="s", backbone=card, card=card, task="imagenet-knn", metric="top1", preset=None,
+        reported=reported, published=70.0, tolerance=1.0, sigma=0.0, source="s", mean=mean, std=None,
+        seeds=1, verdict="ok",
+    )  # fmt: skip
+
+
+def test_every_card_reproducing_a_published_row_is_listed_under_it():
+    from harmony_bench.leaderboard.comparison import source_tables
+
+    found = [_reproduction("card-1", "a", 69.5), _reproduction("card-2", "a", 70.4)]
+    (table,) = source_tables(_published({"id": "a"}), found)
+    (line,) = table.rows
+    assert [card for card, _ in line.measured] == ["card-1", "card-2"]
+
+
+def test_two_published_rows_of_one_setting_must_be_told_apart():
+    from harmony_bench.leaderboard.comparison import source_tables
+
+    with pytest.raises(ValueError, match="published rows 'a' and 'b' .* tell them apart in their notes"):
+        source_tables(_published({"id": "a"}, {"id": "b", "value": 71.0}), [])
+    (table,) = source_tables(_published({"id": "a", "notes": "224 px"}, {"id": "b", "notes": "448 px"}), [])
+    assert len(table.rows) == 2

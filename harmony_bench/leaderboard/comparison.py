@@ -139,16 +139,19 @@ def source_tables(reported: pd.DataFrame, reproductions: list[Reproduction]) -> 
     """The published numbers pivoted per source table, numbered in first-appearance order."""
     if reported.empty:
         return []
-    by_id = {r.reported: r for r in reproductions if r.reported}
+    by_id: dict[str, list[Reproduction]] = {}
+    for r in reproductions:  # every card that reproduces a row (two suites may reproduce the same one)
+        if r.reported:
+            by_id.setdefault(r.reported, []).append(r)
     tables = []
-    groups = reported.groupby(["paper", "source"], sort=False)
+    groups = reported.groupby(["paper", "source"], sort=False, dropna=False)
     for number, ((paper, source), rows) in enumerate(groups, 1):
         tables.append(_table(number, str(paper), str(source), rows.to_dict("records"), by_id))
     return tables
 
 
 def _table(
-    number: int, paper: str, source: str, rows: list[dict[str, Any]], by_id: dict[str, Reproduction]
+    number: int, paper: str, source: str, rows: list[dict[str, Any]], by_id: dict[str, list[Reproduction]]
 ) -> SourceTable:
     columns = sorted({(r["task"], r["metric"]) for r in rows}, key=_column_key)
     labels = [column_label(*c) for c in columns]
@@ -164,6 +167,11 @@ def _table(
         line = lines.setdefault((*key, variant), ComparisonRow(*key, variant))
         column = column_label(r["task"], r["metric"])
         note = (r["notes"] or "") if not variant else ""
+        if column in line.cells:  # the same setting twice with the same note: no line could tell them apart
+            raise ValueError(
+                f"published rows {line.cells[column].row_id!r} and {r['id']!r} ({paper}) give the same "
+                "method, arch, data, epochs, task and metric; tell them apart in their notes (published.csv)"
+            )
         line.cells[column] = PublishedCell(float(r["value"]), str(r["id"]), note or None)
     shared = _shared_notes(list(lines.values()), labels)
     column_notes = {column: _letter(notes, shared[column]) for column in labels if column in shared}
@@ -195,13 +203,13 @@ def _letter(notes: dict[str, str], text: str) -> str:
     return letter
 
 
-def _attach_measured(line: ComparisonRow, by_id: dict[str, Reproduction]) -> None:
+def _attach_measured(line: ComparisonRow, by_id: dict[str, list[Reproduction]]) -> None:
     """Measured rows under a published row: one per card that reproduces any of its cells."""
     per_card: dict[str, dict[str, Reproduction]] = {}
     for column, cell in line.cells.items():
-        reproduction = by_id.get(cell.row_id)
-        if reproduction is not None and reproduction.mean is not None:
-            per_card.setdefault(reproduction.card, {})[column] = reproduction
+        for reproduction in by_id.get(cell.row_id, []):
+            if reproduction.mean is not None:
+                per_card.setdefault(reproduction.card, {})[column] = reproduction
     line.measured = sorted(per_card.items())
 
 
