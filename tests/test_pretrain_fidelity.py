@@ -443,3 +443,20 @@ def test_one_step_equals_the_sum_of_the_repos_paths_restated():
     for key, value in centres.items():
         objective, buffer = key.split(".")
         assert torch.allclose(getattr(model.objectives[objective], buffer), value, atol=1e-6), key
+
+
+def test_fixes_are_declared_in_defaults_only(tmp_path):
+    """A `fixes:` block in methods.yaml would never be recorded as a run's deviation: it is refused."""
+    import shutil
+
+    import yaml
+
+    from harmony_bench.paths import REPO_ROOT
+
+    config_dir = tmp_path / "pretrain"
+    shutil.copytree(REPO_ROOT / "benchmarks" / "pretrain", config_dir)
+    methods = yaml.safe_load((config_dir / "methods.yaml").read_text())
+    methods["fixes"] = {"objectives.mae.decoder_pos_embed": {"sincos": "a fix declared in the wrong file"}}
+    (config_dir / "methods.yaml").write_text(yaml.safe_dump(methods, sort_keys=False))
+    with pytest.raises(ValueError, match=r"methods\.yaml: 'fixes:' belongs in defaults\.yaml"):
+        load_config("mae", config_dir=config_dir)

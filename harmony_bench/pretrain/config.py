@@ -106,6 +106,12 @@ def _files(
             known = sorted(p.stem for p in (config_dir / "presets").glob("*.yaml"))
             raise ValueError(f"unknown preset {preset!r}; available: {known}")
         preset_map, p_docs = split_docs(load_mapping(path))
+    for name, docs in (("methods.yaml", m_docs), (f"presets/{preset}.yaml", p_docs)):
+        if "fixes" in docs:  # only defaults.yaml's are read: one elsewhere would never be recorded
+            raise ValueError(
+                f"{config_dir / name}: 'fixes:' belongs in defaults.yaml (the opt-in fixes of upstream bugs "
+                "are declared once, there, so every run records the ones it chose)"
+            )
     return defaults, methods, preset_map, [d_docs, m_docs, p_docs]
 
 

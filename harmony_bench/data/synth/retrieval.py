@@ -11,12 +11,12 @@ annotators would; every seventh COCO image gets six (COCO's val2017 has images w
 - ``val2017/<id:012d>.jpg`` + ``annotations/captions_val2017.json`` (the official 2017 captions file,
   what Harmony's ``eval/retrieval.py`` reads), annotations in shuffled order as in the real file;
 - ``val2014/COCO_val2014_<id:012d>.jpg`` + ``dataset_coco.json`` (Karpathy's split file): the same
-  images as ``split: test`` plus ``n // 4`` others as ``split: val``, interleaved.
+  images as ``split: test`` plus ``max(1, n // 4)`` others as ``split: val``, interleaved.
 
 ``flickr30k`` writes the official archives' layout plus Karpathy's file:
 ``flickr30k-images/<id>.jpg``, ``results_20130124.token`` (``<file>#<i><TAB><caption>``, every image)
-and ``dataset_flickr30k.json`` (``n`` images ``test`` interleaved with ``n // 4`` ``train``, then
-``n // 4`` ``val``).
+and ``dataset_flickr30k.json`` (``n`` images ``test`` interleaved with ``max(1, n // 4)`` ``train``, then
+``max(1, n // 4)`` ``val``).
 """
 
 from __future__ import annotations
