@@ -515,8 +515,8 @@ def _fake_submitit(monkeypatch, submitted: list, run_jobs: bool = True):
     monkeypatch.setitem(sys.modules, "submitit", types.SimpleNamespace(AutoExecutor=AutoExecutor))
 
 
-def test_slurm_steps_are_jobs_the_cells_depend_on_and_cells_get_their_cost(slow_suite, monkeypatch, capsys):
-    s = slow_suite
+def _suite_with_a_step(s) -> None:
+    """Two seeds of the toy task on a backbone that a prerequisite step (`make-card`) provides."""
     card = REPO / "backbones" / "vit-tiny-random.yaml"
     s["suite"].write_text(
         textwrap.dedent(f"""
@@ -533,6 +533,11 @@ def test_slurm_steps_are_jobs_the_cells_depend_on_and_cells_get_their_cost(slow_
         tasks: [{{name: slow, est_s: 1}}]
         """)
     )  # fmt: skip
+
+
+def test_slurm_steps_are_jobs_the_cells_depend_on_and_cells_get_their_cost(slow_suite, monkeypatch, capsys):
+    s = slow_suite
+    _suite_with_a_step(s)
     submitted = []
     _fake_submitit(monkeypatch, submitted)
     argv = ["suite", "run", str(s["suite"]), "--output", str(s["out"]), "--no-progress"]
@@ -628,22 +633,7 @@ def test_a_failed_slurm_step_is_submitted_again_with_the_cells_that_waited_on_it
 ):
     """A step job FAILED: its cells' afterok can never be met, so they are cancelled and go again after it."""
     s = slow_suite
-    card = REPO / "backbones" / "vit-tiny-random.yaml"
-    s["suite"].write_text(
-        textwrap.dedent(f"""
-        name: toy-suite
-        description: a backbone a prerequisite step provides
-        seeds: [0, 1]
-        data: {{slow: {{root: "{s['out'].parent}"}}}}
-        steps:
-          make-card:
-            args: [data, synth, --kind, captions, --out, "{{out}}/captions", --n, "2", --size, "16"]
-            produces: {{card: "{card}", captions: captions/harmony_bench_synth.json}}
-        backbones:
-          made: {{card: "{{steps.make-card.card}}", after: make-card}}
-        tasks: [{{name: slow, est_s: 1}}]
-        """)
-    )  # fmt: skip
+    _suite_with_a_step(s)
     submitted = []
     _fake_submitit(monkeypatch, submitted, run_jobs=False)
     argv = [
