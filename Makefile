@@ -15,7 +15,7 @@ install:
 demo: install
 	$(VENV)/bin/harmony-bench suite run demo
 
-# The README's test command: everything but the tests marked `slow` (about 4 min on 2 cores; those: 5 min).
+# The README's test command: everything but the tests marked `slow` (about 5 min on 2 cores; the slow ones: 6 min).
 test: install
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
