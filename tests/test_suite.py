@@ -581,6 +581,16 @@ def test_slurm_job_that_failed_runs_again(slow_suite, monkeypatch):
     assert _calls(s).count("vit-tiny-random seed2") == 2 and len(_calls(s)) == 4
 
 
+def _slurm_tools(tmp_path: Path, monkeypatch, **scripts: str) -> None:
+    """Stand-ins for Slurm's command-line tools (``sacct=...``, ``scancel=...``: shell bodies) on PATH."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool, body in scripts.items():
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+
 def test_slurm_job_killed_without_a_result_runs_again(slow_suite, monkeypatch, tmp_path, capsys):
     """A job Slurm ended (TIMEOUT, OOM, ...) writes no result file: sacct's state marks its cell failed."""
     s = slow_suite
@@ -589,12 +599,8 @@ def test_slurm_job_killed_without_a_result_runs_again(slow_suite, monkeypatch, t
     argv = ["suite", "run", str(s["suite"]), "--output", str(s["out"]), "--no-progress"]
     assert main([*argv, "--launcher", "slurm"]) == 0
     assert len(submitted) == 3
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    sacct = bin_dir / "sacct"  # job 1002 (seed 1) timed out; the other two are still running
-    sacct.write_text('#!/bin/sh\ncase "$*" in *1002*) echo TIMEOUT ;; *) echo RUNNING ;; esac\n')
-    sacct.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    # job 1002 (seed 1) timed out; the other two are still running
+    _slurm_tools(tmp_path, monkeypatch, sacct='case "$*" in *1002*) echo TIMEOUT ;; *) echo RUNNING ;; esac')
     capsys.readouterr()
     assert main(["suite", "show", str(s["suite"]), "--output", str(s["out"])]) == 0
     shown = capsys.readouterr().out
@@ -648,13 +654,12 @@ def test_a_failed_slurm_step_is_submitted_again_with_the_cells_that_waited_on_it
     ]
     assert main(argv) == 0
     assert [fn for _, fn, _ in submitted] == ["_step_job", "_job", "_job"]  # jobs 1001 (step), 1002, 1003
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sacct").write_text('#!/bin/sh\ncase "$*" in *1001*) echo FAILED ;; *) echo PENDING ;; esac\n')
-    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$@" >> {tmp_path / "cancelled"}\n')
-    for tool in ("sacct", "scancel"):
-        (bin_dir / tool).chmod(0o755)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    _slurm_tools(
+        tmp_path,
+        monkeypatch,
+        sacct='case "$*" in *1001*) echo FAILED ;; *) echo PENDING ;; esac',
+        scancel=f'echo "$@" >> {tmp_path / "cancelled"}',
+    )
     assert main(argv) == 0
     assert [fn for _, fn, _ in submitted[3:]] == ["_step_job", "_job", "_job"]  # the step again: job 1004
     for params, _, _ in submitted[4:]:
